@@ -1,1 +1,20 @@
 //! terok-executor: runs AI coding agents in containers and serves them to editors as one ACP agent.
+//!
+//! # Layout
+//! - [`acp`]: the aggregating ACP proxy.
+//!   - [`acp::lines`], [`acp::frame`], [`acp::method`], [`acp::message`]: NDJSON framing, the
+//!     typed envelope over raw frames, and the frames the proxy originates.
+//!   - [`acp::runtime`]: where agents live ([`acp::runtime::Runtime`]); `local` runs them from a
+//!     host directory.
+//!   - [`acp::probe`], [`acp::cache`], [`acp::models`], [`acp::picker`]: asking each agent for its
+//!     models, caching the answers, and the aggregated `agent:model` picker.
+//!   - [`acp::proxy`]: one task per client connection that answers, binds and relays.
+//!   - [`acp::server`]: state shared by a daemon's connections.
+//! - [`fsutil`]: atomic file writes.
+#![forbid(unsafe_code)]
+
+pub mod acp;
+pub mod cli;
+pub mod demo;
+pub mod fsutil;
+pub mod logging;

@@ -1,0 +1,317 @@
+//! The protocol side of the fixture: process-wide state and the handlers of
+//! the client's requests and notifications.
+//!
+//! Requests are answered on the dispatcher thread, except `session/prompt`,
+//! which runs on its own thread so that cancels and client answers keep
+//! flowing while it streams.
+
+use crate::args::Config;
+use crate::client::ClientRequests;
+use crate::models::{config_options, legacy_models, MODES};
+use crate::output::{error_frame, response_frame, Output, RpcError};
+use crate::prompt;
+use crate::rpc::Incoming;
+use crate::session::{lock, Session};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// The state shared by the dispatcher and the prompt threads.
+pub struct Agent {
+    /// The behaviour chosen on the command line.
+    pub cfg: Config,
+    /// The shared stdout.
+    pub out: Output,
+    /// Outstanding agent-to-client requests.
+    pub client: ClientRequests,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    next_session: AtomicU64,
+    authenticated: AtomicBool,
+    input_closed: AtomicBool,
+}
+
+/// The outcome of handling one request on the dispatcher thread.
+enum Handled {
+    /// Answer now.
+    Reply(Result<Value, RpcError>),
+    /// A prompt thread owns the answer.
+    Spawned(JoinHandle<()>),
+    /// Never answer (`--hang-on`).
+    Silent,
+}
+
+impl Agent {
+    /// Creates the agent for a configuration.
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            cfg,
+            out: Output::new(),
+            client: ClientRequests::default(),
+            sessions: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
+            authenticated: AtomicBool::new(false),
+            input_closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Tells whether stdin has been closed (and end of file is not ignored).
+    pub fn input_closed(&self) -> bool {
+        self.input_closed.load(Ordering::SeqCst)
+    }
+
+    /// Records that stdin is closed: waiting prompts can no longer get answers.
+    pub fn close_input(&self) {
+        self.input_closed.store(true, Ordering::SeqCst);
+        self.client.close();
+    }
+
+    /// Handles one message; returns the prompt thread it started, if any.
+    pub fn dispatch(self: &Arc<Self>, message: Incoming) -> Option<JoinHandle<()>> {
+        match message {
+            Incoming::Request {
+                raw_id,
+                method,
+                params,
+            } => match self.handle_request(&raw_id, &method, params) {
+                Handled::Reply(Ok(result)) => {
+                    self.out.send(&response_frame(&raw_id, &result));
+                }
+                Handled::Reply(Err(error)) => {
+                    self.out.send(&error_frame(&raw_id, &error));
+                }
+                Handled::Spawned(handle) => return Some(handle),
+                Handled::Silent => {}
+            },
+            Incoming::Notification { method, params } => self.handle_notification(&method, &params),
+            Incoming::Response { id, outcome } => self.client.resolve(&id, outcome),
+        }
+        None
+    }
+
+    fn handle_request(self: &Arc<Self>, raw_id: &str, method: &str, params: Value) -> Handled {
+        if self.cfg.hang_on.iter().any(|m| m == method) {
+            eprintln!(
+                "fixture {}: not answering {method} (id {raw_id})",
+                self.cfg.name
+            );
+            return Handled::Silent;
+        }
+        let reply = match method {
+            "initialize" => self.initialize(),
+            "authenticate" => self.authenticate(&params),
+            "session/new" => self.new_session(&params),
+            "session/set_config_option" => self.set_config_option(&params),
+            "session/set_model" => self.set_model(&params),
+            "session/close" => self.close_session(&params),
+            "session/prompt" => return self.start_prompt(raw_id, &params),
+            "_fixture/echo" => Ok(params),
+            _ => Err(RpcError::method_not_found(method)),
+        };
+        Handled::Reply(reply)
+    }
+
+    fn handle_notification(&self, method: &str, params: &Value) {
+        if method != "session/cancel" {
+            return;
+        }
+        match self.session(params) {
+            Ok(session) => session.cancel.cancel(),
+            Err(err) => eprintln!(
+                "fixture {}: ignoring cancel: {}",
+                self.cfg.name, err.message
+            ),
+        }
+    }
+
+    /// Waits for `--delay-ms`, simulating a slow start.
+    fn delay(&self) {
+        if !self.cfg.delay.is_zero() {
+            std::thread::sleep(self.cfg.delay);
+        }
+    }
+
+    fn initialize(&self) -> Result<Value, RpcError> {
+        self.delay();
+        if self.cfg.fail_initialize {
+            return Err(RpcError::new(-32603, "fixture initialize failure"));
+        }
+        let auth_methods = if self.cfg.auth_required {
+            json!([{"id": "login", "name": "Log in", "description": "fixture login"}])
+        } else {
+            json!([])
+        };
+        Ok(json!({
+            "protocolVersion": 1,
+            "agentCapabilities": self.cfg.caps,
+            "authMethods": auth_methods,
+            "agentInfo": {"name": self.cfg.name, "title": self.cfg.name, "version": "0.1.0"},
+        }))
+    }
+
+    fn authenticate(&self, params: &Value) -> Result<Value, RpcError> {
+        let method_id = params
+            .get("methodId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if self.cfg.auth_required && method_id == "login" {
+            self.authenticated.store(true, Ordering::SeqCst);
+            Ok(json!({}))
+        } else {
+            Err(RpcError::invalid_params(format!(
+                "unknown auth method {method_id:?}"
+            )))
+        }
+    }
+
+    fn new_session(&self, params: &Value) -> Result<Value, RpcError> {
+        self.delay();
+        if self.cfg.auth_required && !self.authenticated.load(Ordering::SeqCst) {
+            return Err(RpcError::new(-32000, "Authentication required"));
+        }
+        let cwd = params
+            .get("cwd")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params("session/new needs a cwd string"))?;
+        let n = self.next_session.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}{n}", self.cfg.session_prefix);
+        let model = self.cfg.models[0].clone();
+        let session = Session::new(id.clone(), cwd.to_string(), model, MODES[0].to_string());
+        let result = self.selectors_json(&session, json!({"sessionId": id}));
+        lock(&self.sessions).insert(id, Arc::new(session));
+        Ok(result)
+    }
+
+    /// Adds `configOptions` (when not empty) and `models` (when advertised).
+    fn selectors_json(&self, session: &Session, mut result: Value) -> Value {
+        let sel = session.selection();
+        let options = config_options(&self.cfg, &sel.model, &sel.mode);
+        if !options.is_empty() {
+            result["configOptions"] = Value::Array(options);
+        }
+        if let Some(models) = legacy_models(&self.cfg, &sel.model) {
+            result["models"] = models;
+        }
+        result
+    }
+
+    /// The complete `configOptions` list of a session.
+    pub fn options_of(&self, session: &Session) -> Vec<Value> {
+        let sel = session.selection();
+        config_options(&self.cfg, &sel.model, &sel.mode)
+    }
+
+    /// Looks up the session named by `params.sessionId`.
+    pub fn session(&self, params: &Value) -> Result<Arc<Session>, RpcError> {
+        let id = params
+            .get("sessionId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params("missing sessionId"))?;
+        lock(&self.sessions)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RpcError::new(-32002, format!("unknown session {id}")))
+    }
+
+    /// Checks a model id against `--models`.
+    fn check_model(&self, model: &str) -> Result<(), RpcError> {
+        if self.cfg.models.iter().any(|m| m == model) {
+            Ok(())
+        } else {
+            Err(RpcError::invalid_params(format!("unknown model {model}")))
+        }
+    }
+
+    fn set_config_option(&self, params: &Value) -> Result<Value, RpcError> {
+        let method = "session/set_config_option";
+        let config_id = params
+            .get("configId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let is_model = config_id == self.cfg.model_option_id;
+        let is_mode = self.cfg.mode_option && config_id == "mode";
+        // Without a settable option the whole method is unknown to this agent.
+        if !self.cfg.set_model_method.accepts_config() && (is_model || !self.cfg.mode_option) {
+            return Err(RpcError::method_not_found(method));
+        }
+        let session = self.session(params)?;
+        let value = params
+            .get("value")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params("value must be a string"))?;
+        if is_model {
+            self.check_model(value)?;
+            lock(&session.selection).model = value.to_string();
+        } else if is_mode {
+            if !MODES.contains(&value) {
+                return Err(RpcError::invalid_params(format!("unknown mode {value}")));
+            }
+            lock(&session.selection).mode = value.to_string();
+        } else {
+            return Err(RpcError::invalid_params(format!(
+                "unknown config option {config_id}"
+            )));
+        }
+        Ok(json!({"configOptions": self.options_of(&session)}))
+    }
+
+    fn set_model(&self, params: &Value) -> Result<Value, RpcError> {
+        if !self.cfg.set_model_method.accepts_legacy() {
+            return Err(RpcError::method_not_found("session/set_model"));
+        }
+        let session = self.session(params)?;
+        let model = params
+            .get("modelId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params("modelId must be a string"))?;
+        self.check_model(model)?;
+        lock(&session.selection).model = model.to_string();
+        Ok(json!({}))
+    }
+
+    fn close_session(&self, params: &Value) -> Result<Value, RpcError> {
+        let advertised = self
+            .cfg
+            .caps
+            .pointer("/sessionCapabilities/close")
+            .is_some_and(|v| !v.is_null() && *v != Value::Bool(false));
+        if !advertised {
+            return Err(RpcError::method_not_found("session/close"));
+        }
+        let session = self.session(params)?;
+        session.cancel.cancel();
+        lock(&self.sessions).remove(&session.id);
+        Ok(json!({}))
+    }
+
+    fn start_prompt(self: &Arc<Self>, raw_id: &str, params: &Value) -> Handled {
+        let session = match self.session(params) {
+            Ok(s) => s,
+            Err(err) => return Handled::Reply(Err(err)),
+        };
+        let Some(blocks) = params.get("prompt").and_then(Value::as_array) else {
+            return Handled::Reply(Err(RpcError::invalid_params("prompt must be an array")));
+        };
+        let text: String = blocks
+            .iter()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect();
+        // Reset here, not on the prompt thread, so a cancel sent right after
+        // the prompt is never lost.
+        session.cancel.reset();
+        let agent = Arc::clone(self);
+        let raw_id = raw_id.to_string();
+        let spawned = std::thread::Builder::new()
+            .name(format!("prompt-{}", session.id))
+            .spawn(move || prompt::run(&agent, &session, &raw_id, &text));
+        match spawned {
+            Ok(handle) => Handled::Spawned(handle),
+            Err(err) => Handled::Reply(Err(RpcError::new(
+                -32603,
+                format!("cannot start prompt thread: {err}"),
+            ))),
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! JSON-RPC frames: a typed envelope over the raw line.
+//!
+//! The proxy forwards far more frames than it decides on, so a [`Frame`] keeps the line exactly
+//! as received and records only where its `id`, `method` and `params.sessionId` sit. Rewriting an
+//! id or a session id splices new bytes into those spans ([`Frame::write_spliced`]); the payload
+//! is never re-serialised, so unknown fields, `_meta` and key order survive byte for byte.
+//! Parsing borrows from the line and allocates nothing for the common methods.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::method::Method;
+
+/// Byte range of a JSON value inside its frame.
+pub type Span = Range<usize>;
+
+/// What a frame is, from its envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    Request,
+    Notification,
+    Response,
+}
+
+/// A parsed line: the raw bytes plus the positions of the parts the proxy may rewrite.
+#[derive(Clone)]
+pub struct Frame {
+    raw: Bytes,
+    kind: FrameKind,
+    id: Option<Span>,
+    method: Option<Method>,
+    session_id: Option<Span>,
+}
+
+/// Why a line is not a usable JSON-RPC message; each maps to the code JSON-RPC asks for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("parse error: {0}")]
+    Parse(String),
+    #[error("batches are not supported")]
+    Batch,
+    #[error("invalid request: {reason}")]
+    Invalid {
+        reason: String,
+        /// The request's id when one could be read, so the error can be addressed to it.
+        id: Option<Bytes>,
+    },
+}
+
+impl FrameError {
+    pub fn code(&self) -> i64 {
+        match self {
+            FrameError::Parse(_) => super::message::PARSE_ERROR,
+            FrameError::Batch | FrameError::Invalid { .. } => super::message::INVALID_REQUEST,
+        }
+    }
+
+    /// The id the error response should carry (raw JSON), or `None` for `null`.
+    pub fn reply_id(&self) -> Option<&Bytes> {
+        match self {
+            FrameError::Invalid { id, .. } => id.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Borrowing view used only while parsing.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    params: Option<ParamsView<'a>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+}
+
+/// Deserialises a field that is present, even as `null`, into `Some`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// The part of `params` the proxy routes on: only `sessionId`; everything else is skipped.
+#[derive(Default)]
+struct ParamsView<'a> {
+    session_id: Option<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ParamsView<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = ParamsView<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("params")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut view = ParamsView::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "sessionId" && view.session_id.is_none() {
+                        view.session_id = Some(map.next_value::<&'de RawValue>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(view)
+            }
+            fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ParamsView::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ParamsView::default())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(ParamsView::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(ParamsView::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(ParamsView::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(ParamsView::default())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(ParamsView::default())
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+fn span_of(line: &[u8], value: &RawValue) -> Span {
+    // `RawValue` borrows from `line`, so its address lies inside it.
+    let start = value.get().as_ptr() as usize - line.as_ptr() as usize;
+    start..start + value.get().len()
+}
+
+/// Whether a raw JSON value is a valid JSON-RPC id: string, number or null.
+fn is_valid_id(raw: &str) -> bool {
+    matches!(
+        raw.as_bytes().first(),
+        Some(b'"' | b'-' | b'0'..=b'9' | b'n')
+    )
+}
+
+impl Frame {
+    /// Parses one line. Leading and trailing whitespace is allowed.
+    pub fn parse(raw: Bytes) -> Result<Frame, FrameError> {
+        let first = raw.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        match first {
+            None => return Err(FrameError::Parse("empty line".into())),
+            Some(b'[') => {
+                return match serde_json::from_slice::<IgnoredAny>(&raw) {
+                    Ok(_) => Err(FrameError::Batch),
+                    Err(e) => Err(FrameError::Parse(e.to_string())),
+                }
+            }
+            Some(b'{') => {}
+            Some(_) => {
+                return match serde_json::from_slice::<IgnoredAny>(&raw) {
+                    Ok(_) => Err(FrameError::Invalid {
+                        reason: "a message must be a JSON object".into(),
+                        id: None,
+                    }),
+                    Err(e) => Err(FrameError::Parse(e.to_string())),
+                }
+            }
+        }
+        let env: Envelope = match serde_json::from_slice(&raw) {
+            Ok(env) => env,
+            Err(e) if e.is_data() => {
+                // Valid JSON of the wrong shape, e.g. a duplicated or mistyped field.
+                return Err(FrameError::Invalid {
+                    reason: e.to_string(),
+                    id: None,
+                });
+            }
+            Err(e) => return Err(FrameError::Parse(e.to_string())),
+        };
+        let id_span = env.id.map(|v| span_of(&raw, v));
+        let id_bytes = |span: &Option<Span>| span.clone().map(|s| raw.slice(s));
+        let invalid = |reason: &str| FrameError::Invalid {
+            reason: reason.into(),
+            id: None,
+        };
+        if let Some(id) = env.id {
+            if !is_valid_id(id.get()) {
+                return Err(invalid("id must be a string, a number or null"));
+            }
+        }
+        match env.jsonrpc.map(RawValue::get) {
+            Some("\"2.0\"") => {}
+            _ => {
+                return Err(FrameError::Invalid {
+                    reason: "missing or unsupported \"jsonrpc\" version (expected \"2.0\")".into(),
+                    id: id_bytes(&id_span),
+                })
+            }
+        }
+        let kind = match (&env.method, env.id, env.result, env.error) {
+            (Some(_), Some(_), None, None) => FrameKind::Request,
+            (Some(_), None, None, None) => FrameKind::Notification,
+            (None, Some(_), Some(_), None) | (None, Some(_), None, Some(_)) => FrameKind::Response,
+            (Some(_), _, _, _) => {
+                return Err(FrameError::Invalid {
+                    reason: "a request must not carry \"result\" or \"error\"".into(),
+                    id: id_bytes(&id_span),
+                })
+            }
+            (None, _, Some(_), Some(_)) => {
+                return Err(invalid(
+                    "a response must carry exactly one of \"result\" and \"error\"",
+                ))
+            }
+            (None, None, _, _) => return Err(invalid("a response must carry an id")),
+            (None, Some(_), None, None) => {
+                return Err(FrameError::Invalid {
+                    reason: "missing \"method\"".into(),
+                    id: id_bytes(&id_span),
+                })
+            }
+        };
+        let session_id = env
+            .params
+            .and_then(|p| p.session_id)
+            .filter(|v| v.get().starts_with('"'))
+            .map(|v| span_of(&raw, v));
+        Ok(Frame {
+            method: env.method.as_deref().map(Method::from_name),
+            kind,
+            id: id_span,
+            session_id,
+            raw,
+        })
+    }
+
+    pub fn kind(&self) -> FrameKind {
+        self.kind
+    }
+
+    pub fn method(&self) -> Option<&Method> {
+        self.method.as_ref()
+    }
+
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// The id exactly as sent (raw JSON), if any.
+    pub fn id_raw(&self) -> Option<Bytes> {
+        self.id.clone().map(|s| self.raw.slice(s))
+    }
+
+    pub fn id_span(&self) -> Option<Span> {
+        self.id.clone()
+    }
+
+    /// The id when it is an unsigned integer: the form the proxy mints.
+    pub fn id_u64(&self) -> Option<u64> {
+        let span = self.id.clone()?;
+        std::str::from_utf8(&self.raw[span]).ok()?.parse().ok()
+    }
+
+    pub fn session_id_span(&self) -> Option<Span> {
+        self.session_id.clone()
+    }
+
+    /// `params.sessionId` as a string, unescaped only when it has to be.
+    pub fn session_id(&self) -> Option<Cow<'_, str>> {
+        let span = self.session_id.clone()?;
+        json_str(&self.raw[span])
+    }
+
+    /// Whether the raw line contains `needle` anywhere: a cheap pre-filter before a full parse.
+    pub fn contains(&self, needle: &[u8]) -> bool {
+        memchr::memmem::find(&self.raw, needle).is_some()
+    }
+
+    /// Parses the whole frame into a `Value`, for the few frames whose payload the proxy edits.
+    pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_slice(&self.raw)
+    }
+
+    /// Appends the frame to `out` with the given spans replaced, then a newline. `edits` must
+    /// not overlap; they may come in any order.
+    pub fn write_spliced(&self, edits: &mut [(Span, &[u8])], out: &mut BytesMut) {
+        edits.sort_by_key(|(span, _)| span.start);
+        out.reserve(self.raw.len() + 64);
+        let mut at = 0;
+        for (span, replacement) in edits.iter() {
+            out.put_slice(&self.raw[at..span.start]);
+            out.put_slice(replacement);
+            at = span.end;
+        }
+        out.put_slice(&self.raw[at..]);
+        out.put_u8(b'\n');
+    }
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("kind", &self.kind)
+            .field("method", &self.method)
+            .field("id", &self.id_raw())
+            .field("len", &self.raw.len())
+            .finish()
+    }
+}
+
+/// Reads a raw JSON string literal, borrowing when it has no escapes.
+pub fn json_str(raw: &[u8]) -> Option<Cow<'_, str>> {
+    if raw.len() >= 2 && raw[0] == b'"' && raw[raw.len() - 1] == b'"' {
+        let inner = &raw[1..raw.len() - 1];
+        if !inner.contains(&b'\\') {
+            return std::str::from_utf8(inner).ok().map(Cow::Borrowed);
+        }
+    }
+    serde_json::from_slice::<String>(raw).ok().map(Cow::Owned)
+}
+
+/// Encodes a string as a JSON string literal.
+pub fn json_string_literal(s: &str) -> Vec<u8> {
+    serde_json::to_vec(s).unwrap_or_else(|_| b"\"\"".to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Frame, FrameError> {
+        Frame::parse(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn request_with_string_id_and_session() {
+        let f = parse(r#"{"jsonrpc":"2.0","id":"a-1","method":"session/prompt","params":{"prompt":[],"sessionId":"s1"}}"#).unwrap();
+        assert_eq!(f.kind(), FrameKind::Request);
+        assert_eq!(f.method(), Some(&Method::SessionPrompt));
+        assert_eq!(f.id_raw().unwrap(), "\"a-1\"");
+        assert_eq!(f.session_id().unwrap(), "s1");
+        assert_eq!(f.id_u64(), None);
+    }
+
+    #[test]
+    fn null_id_is_kept_as_present() {
+        let f = parse(r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#).unwrap();
+        assert_eq!(f.kind(), FrameKind::Request);
+        assert_eq!(f.id_raw().unwrap(), "null");
+    }
+
+    #[test]
+    fn notification_has_no_id() {
+        let f = parse(r#"{"jsonrpc":"2.0","method":"session/cancel","params":{"sessionId":"x"}}"#)
+            .unwrap();
+        assert_eq!(f.kind(), FrameKind::Notification);
+        assert!(f.id_raw().is_none());
+    }
+
+    #[test]
+    fn response_with_numeric_id() {
+        let f = parse(r#"{"jsonrpc":"2.0","result":{"ok":true},"id":42}"#).unwrap();
+        assert_eq!(f.kind(), FrameKind::Response);
+        assert_eq!(f.id_u64(), Some(42));
+    }
+
+    #[test]
+    fn batch_is_rejected_as_invalid_request() {
+        assert_eq!(
+            parse(r#"[{"jsonrpc":"2.0","method":"a"}]"#).unwrap_err(),
+            FrameError::Batch
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_parse_error() {
+        let err = parse("not json").unwrap_err();
+        assert!(matches!(err, FrameError::Parse(_)));
+        assert_eq!(err.code(), -32700);
+    }
+
+    #[test]
+    fn non_object_is_invalid_request() {
+        let err = parse("42").unwrap_err();
+        assert_eq!(err.code(), -32600);
+    }
+
+    #[test]
+    fn missing_jsonrpc_is_invalid_and_keeps_id() {
+        let err = parse(r#"{"id":7,"method":"initialize"}"#).unwrap_err();
+        assert_eq!(err.code(), -32600);
+        assert_eq!(err.reply_id().unwrap(), "7");
+    }
+
+    #[test]
+    fn object_id_is_invalid() {
+        let err = parse(r#"{"jsonrpc":"2.0","id":{"a":1},"method":"x"}"#).unwrap_err();
+        assert_eq!(err.code(), -32600);
+    }
+
+    #[test]
+    fn float_id_is_accepted_opaquely() {
+        let f = parse(r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#).unwrap();
+        assert_eq!(f.id_raw().unwrap(), "1.5");
+        assert_eq!(f.id_u64(), None);
+    }
+
+    #[test]
+    fn duplicate_id_field_is_invalid() {
+        assert!(parse(r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn escaped_session_id_is_unescaped() {
+        let f = parse(r#"{"jsonrpc":"2.0","method":"n","params":{"sessionId":"a\"b"}}"#).unwrap();
+        assert_eq!(f.session_id().unwrap(), "a\"b");
+    }
+
+    #[test]
+    fn positional_params_have_no_session() {
+        let f = parse(r#"{"jsonrpc":"2.0","method":"n","params":[1,2]}"#).unwrap();
+        assert!(f.session_id().is_none());
+    }
+
+    #[test]
+    fn splice_replaces_id_and_session_keeping_everything_else() {
+        let line = r#"{"jsonrpc":"2.0","id":3,"method":"session/request_permission","params":{"sessionId":"b-1","_meta":{"k":[1,{"x":null}]},"toolCall":{}}}"#;
+        let f = parse(line).unwrap();
+        let mut out = BytesMut::new();
+        let mut edits = [
+            (f.session_id_span().unwrap(), &b"\"p-9\""[..]),
+            (f.id_span().unwrap(), &b"17"[..]),
+        ];
+        f.write_spliced(&mut edits, &mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            format!(
+                "{}\n",
+                line.replace("\"id\":3", "\"id\":17").replace("b-1", "p-9")
+            )
+        );
+    }
+
+    #[test]
+    fn unicode_and_escapes_survive_splicing() {
+        let line = "{\"jsonrpc\":\"2.0\",\"method\":\"session/update\",\"params\":{\"sessionId\":\"s\",\"update\":{\"text\":\"h\u{e9}llo \\n \\u2603\"}}}";
+        let f = parse(line).unwrap();
+        let mut out = BytesMut::new();
+        f.write_spliced(
+            &mut [(f.session_id_span().unwrap(), &b"\"t\""[..])],
+            &mut out,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["params"]["sessionId"], "t");
+        assert_eq!(v["params"]["update"]["text"], "h\u{e9}llo \n \u{2603}");
+    }
+}

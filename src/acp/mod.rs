@@ -1,0 +1,15 @@
+//! The ACP aggregating proxy: framing, runtimes, probes, the picker and the per-connection proxy.
+
+pub mod cache;
+pub mod daemon;
+pub mod frame;
+pub mod lines;
+pub mod message;
+pub mod method;
+pub mod models;
+pub mod outbox;
+pub mod picker;
+pub mod probe;
+pub mod proxy;
+pub mod runtime;
+pub mod server;

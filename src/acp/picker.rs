@@ -1,0 +1,284 @@
+//! The aggregated model picker: every agent's models as `agent:model`.
+//!
+//! A [`Catalog`] is the set of agents that answered their probes, sorted by name. It renders the
+//! picker as a `configOptions` select (id `model`, category `model`, options grouped per agent)
+//! and as the legacy `models` block, and resolves a picked value back to an agent and the bare
+//! model id that agent knows. Values split at the first `:`, so model ids that contain `:`
+//! themselves survive.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::models::{is_model_option, ModelSelector};
+use super::probe::AgentProbe;
+use super::runtime::AgentName;
+
+/// The config option id of the aggregated picker.
+pub const MODEL_OPTION_ID: &str = "model";
+
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    agents: Vec<Arc<AgentProbe>>,
+}
+
+/// A picked value resolved to its agent.
+#[derive(Debug, Clone)]
+pub struct Pick {
+    pub agent: Arc<AgentProbe>,
+    pub model: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PickError {
+    #[error("model {0:?} is not of the form agent:model")]
+    Malformed(String),
+    #[error("no agent named {0:?} is available in this container")]
+    UnknownAgent(String),
+    #[error("agent {agent} offers no model {model:?}")]
+    UnknownModel { agent: String, model: String },
+}
+
+/// `agent:model`
+pub fn namespaced(agent: &AgentName, model: &str) -> String {
+    format!("{agent}:{model}")
+}
+
+impl Catalog {
+    pub fn new(mut agents: Vec<Arc<AgentProbe>>) -> Catalog {
+        agents.sort_by(|a, b| a.agent.cmp(&b.agent));
+        agents.dedup_by(|a, b| a.agent == b.agent);
+        Catalog { agents }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+
+    pub fn agents(&self) -> &[Arc<AgentProbe>] {
+        &self.agents
+    }
+
+    pub fn agent(&self, name: &str) -> Option<&Arc<AgentProbe>> {
+        self.agents.iter().find(|a| a.agent.as_str() == name)
+    }
+
+    /// The picker's default: the first model of the first agent.
+    pub fn default_value(&self) -> Option<String> {
+        let first = self.agents.first()?;
+        let model = first.menu.models.first()?;
+        Some(namespaced(&first.agent, &model.id))
+    }
+
+    /// Resolves a picked `agent:model` value.
+    pub fn resolve(&self, value: &str) -> Result<Pick, PickError> {
+        let (agent, model) = value
+            .split_once(':')
+            .ok_or_else(|| PickError::Malformed(value.into()))?;
+        let probe = self
+            .agent(agent)
+            .ok_or_else(|| PickError::UnknownAgent(agent.into()))?;
+        if !probe.menu.contains(model) {
+            return Err(PickError::UnknownModel {
+                agent: agent.into(),
+                model: model.into(),
+            });
+        }
+        Ok(Pick {
+            agent: probe.clone(),
+            model: model.into(),
+        })
+    }
+
+    /// The picker as a `configOptions` select, options grouped per agent.
+    pub fn model_option(&self, current: &str) -> Value {
+        let groups: Vec<Value> = self
+            .agents
+            .iter()
+            .map(|agent| {
+                let options: Vec<Value> = agent
+                    .menu
+                    .models
+                    .iter()
+                    .map(|m| {
+                        let mut option =
+                            json!({"value": namespaced(&agent.agent, &m.id), "name": m.name});
+                        if let Some(description) = &m.description {
+                            option["description"] = json!(description);
+                        }
+                        option
+                    })
+                    .collect();
+                json!({"group": agent.agent.as_str(), "name": agent.title(), "options": options})
+            })
+            .collect();
+        json!({
+            "id": MODEL_OPTION_ID,
+            "name": "Model",
+            "description": "Agent and model; picking another agent's model starts that agent",
+            "category": "model",
+            "type": "select",
+            "currentValue": current,
+            "options": groups,
+        })
+    }
+
+    /// The legacy `models` block for clients that predate config options.
+    pub fn legacy_models(&self, current: &str) -> Value {
+        let models: Vec<Value> = self
+            .agents
+            .iter()
+            .flat_map(|agent| {
+                agent.menu.models.iter().map(move |m| {
+                    json!({
+                        "modelId": namespaced(&agent.agent, &m.id),
+                        "name": format!("{}: {}", agent.title(), m.name),
+                        "description": m.description,
+                    })
+                })
+            })
+            .collect();
+        json!({"currentModelId": current, "availableModels": models})
+    }
+
+    /// The complete option list for a session: the picker first, then the bound agent's own
+    /// options (mode, thought level, ...) with its model selector left out.
+    pub fn config_options(&self, current: &str, agent_options: &[Value]) -> Vec<Value> {
+        let mut options = vec![self.model_option(current)];
+        options.extend(
+            agent_options
+                .iter()
+                .filter(|o| !is_model_option(o))
+                .cloned(),
+        );
+        options
+    }
+}
+
+/// The agent's own options without its model selector (found by category or by `selector`'s id).
+pub fn agent_options_without_model(options: &[Value], selector: &ModelSelector) -> Vec<Value> {
+    options
+        .iter()
+        .filter(|o| {
+            let is_selector = matches!(selector, ModelSelector::ConfigOption { id } if o.get("id").and_then(Value::as_str) == Some(id));
+            !is_model_option(o) && !is_selector
+        })
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acp::models::ModelMenu;
+
+    fn probe(agent: &str, session: Value) -> Arc<AgentProbe> {
+        Arc::new(AgentProbe {
+            agent: AgentName::new(agent).unwrap(),
+            initialize: json!({"agentInfo": {"name": agent, "title": agent.to_uppercase()}}),
+            menu: ModelMenu::from_session(&session),
+        })
+    }
+
+    fn catalog() -> Catalog {
+        Catalog::new(vec![
+            probe(
+                "codex",
+                json!({"models":{"currentModelId":"gpt-5","availableModels":[{"modelId":"gpt-5","name":"GPT-5"},{"modelId":"o:3","name":"O3"}]}}),
+            ),
+            probe(
+                "claude",
+                json!({"configOptions":[{"id":"model","category":"model","type":"select","currentValue":"opus","options":[{"value":"opus","name":"Opus","description":"big"},{"value":"sonnet[1m]","name":"Sonnet"}]}]}),
+            ),
+            probe("plain", json!({})),
+        ])
+    }
+
+    #[test]
+    fn agents_sorted_and_default_is_first_model_of_first_agent() {
+        let c = catalog();
+        let names: Vec<&str> = c.agents().iter().map(|a| a.agent.as_str()).collect();
+        assert_eq!(names, ["claude", "codex", "plain"]);
+        assert_eq!(c.default_value().unwrap(), "claude:opus");
+    }
+
+    #[test]
+    fn resolve_splits_at_first_colon() {
+        let c = catalog();
+        let pick = c.resolve("codex:o:3").unwrap();
+        assert_eq!(
+            (pick.agent.agent.as_str(), pick.model.as_str()),
+            ("codex", "o:3")
+        );
+        assert_eq!(c.resolve("plain:default").unwrap().model, "default");
+    }
+
+    #[test]
+    fn resolve_errors_name_the_problem() {
+        let c = catalog();
+        assert_eq!(
+            c.resolve("opus").unwrap_err(),
+            PickError::Malformed("opus".into())
+        );
+        assert_eq!(
+            c.resolve("ghost:x").unwrap_err(),
+            PickError::UnknownAgent("ghost".into())
+        );
+        assert!(matches!(
+            c.resolve("claude:haiku").unwrap_err(),
+            PickError::UnknownModel { .. }
+        ));
+        assert!(matches!(
+            c.resolve("claude;rm -rf /:x").unwrap_err(),
+            PickError::UnknownAgent(_)
+        ));
+    }
+
+    #[test]
+    fn picker_is_grouped_per_agent() {
+        let option = catalog().model_option("codex:gpt-5");
+        assert_eq!(option["id"], "model");
+        assert_eq!(option["category"], "model");
+        assert_eq!(option["currentValue"], "codex:gpt-5");
+        let groups = option["options"].as_array().unwrap();
+        assert_eq!(groups.len(), 3);
+        assert_eq!(groups[0]["group"], "claude");
+        assert_eq!(groups[0]["name"], "CLAUDE");
+        assert_eq!(groups[0]["options"][1]["value"], "claude:sonnet[1m]");
+        assert_eq!(groups[0]["options"][0]["description"], "big");
+        assert_eq!(groups[2]["options"][0]["value"], "plain:default");
+    }
+
+    #[test]
+    fn legacy_block_lists_every_model_flat() {
+        let block = catalog().legacy_models("claude:opus");
+        let ids: Vec<&str> = block["availableModels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["modelId"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "claude:opus",
+                "claude:sonnet[1m]",
+                "codex:gpt-5",
+                "codex:o:3",
+                "plain:default"
+            ]
+        );
+    }
+
+    #[test]
+    fn complete_list_replaces_the_agents_model_option() {
+        let agent_options = vec![
+            json!({"id":"mode","category":"mode","type":"select","currentValue":"ask","options":[]}),
+            json!({"id":"model","category":"model","type":"select","currentValue":"opus","options":[]}),
+        ];
+        let options = catalog().config_options("claude:opus", &agent_options);
+        assert_eq!(options.len(), 2);
+        assert_eq!(options[0]["currentValue"], "claude:opus");
+        assert_eq!(options[1]["id"], "mode");
+    }
+}

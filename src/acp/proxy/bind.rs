@@ -1,0 +1,370 @@
+//! Binding a session to an agent.
+//!
+//! A bind runs as a chain of requests the proxy sends on the client's behalf, each answer
+//! moving it on: start the agent's backend if this connection has none (spawn, replayed
+//! `initialize`), open the agent's session with the client's own `session/new` params, select
+//! the bare model id (through the agent's config option, or `session/set_model` for agents that
+//! only speak that; nothing for agents without a selector), then answer the request that asked
+//! for the bind and replay the frames queued meanwhile. Any failure answers the asking request
+//! and every queued request with the error, and leaves the session unbound.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::backend::{BackendState, Pending, SessionRoute};
+use super::session::{Link, Reply, SessionState};
+use super::{Connection, Event};
+use crate::acp::frame::{json_string_literal, Frame, FrameKind};
+use crate::acp::message::{RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND};
+use crate::acp::models::{ModelMenu, ModelSelector};
+use crate::acp::picker::{agent_options_without_model, namespaced};
+use crate::acp::runtime::AgentName;
+
+/// The error object of an answer, as the agent sent it.
+fn error_of(value: &Value) -> Option<RpcError> {
+    let error = value.get("error")?;
+    let mut rpc = RpcError::new(
+        error
+            .get("code")
+            .and_then(Value::as_i64)
+            .unwrap_or(INTERNAL_ERROR),
+        error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("agent error")
+            .to_owned(),
+    );
+    rpc.data = error.get("data").cloned();
+    Some(rpc)
+}
+
+impl Connection {
+    /// Starts binding `sid` to `agent` with `model`; `first` is the frame that asked, if it has
+    /// to be replayed once the bind is done.
+    pub(super) fn start_bind(
+        &mut self,
+        sid: &Arc<str>,
+        agent: AgentName,
+        model: String,
+        reply: Reply,
+        first: Option<Frame>,
+    ) {
+        let slot = self.ensure_backend(&agent);
+        let attempt = self.next_bind_attempt;
+        self.next_bind_attempt += 1;
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        tracing::info!(session = %sid, agent = %agent, model = %model, "binding");
+        session.state = SessionState::Binding {
+            slot,
+            agent,
+            model,
+            reply,
+            queue: first.into_iter().collect(),
+            link: None,
+            attempt,
+        };
+        let Some(backend) = self.backends.get_mut(&slot) else {
+            return;
+        };
+        if backend.state == BackendState::Ready {
+            self.open_backend_session(slot, sid);
+        } else {
+            backend.waiting.push(sid.clone());
+        }
+        let (events, session, timeout) = (
+            self.events.clone(),
+            sid.clone(),
+            self.server.config.bind_timeout,
+        );
+        self.server.tracker.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(timeout) => {
+                    let _ = events.send(Event::BindTimeout { session, attempt }).await;
+                }
+                _ = events.closed() => {}
+            }
+        });
+    }
+
+    pub(super) fn on_backend_initialized(&mut self, slot: u32, frame: Frame) {
+        let value = frame.to_value().unwrap_or(Value::Null);
+        let Some(backend) = self.backends.get_mut(&slot) else {
+            return;
+        };
+        if let Some(mut error) = error_of(&value) {
+            error.message = format!(
+                "agent {} refused initialize: {}",
+                backend.agent, error.message
+            );
+            return self.fail_backend(slot, error);
+        }
+        backend.state = BackendState::Ready;
+        tracing::debug!(agent = %backend.agent, "agent initialized");
+        for sid in std::mem::take(&mut backend.waiting) {
+            self.open_backend_session(slot, &sid);
+        }
+    }
+
+    /// Sends the agent-side `session/new` with the client's own params.
+    fn open_backend_session(&mut self, slot: u32, sid: &Arc<str>) {
+        let Some(session) = self.sessions.get(sid) else {
+            return;
+        };
+        let params = session.new_params.clone();
+        let Some(backend) = self.backends.get_mut(&slot) else {
+            return;
+        };
+        backend.request(
+            "session/new",
+            &params,
+            Pending::NewSession {
+                session: sid.clone(),
+            },
+        );
+    }
+
+    pub(super) fn on_backend_session(&mut self, slot: u32, sid: &Arc<str>, frame: Frame) {
+        let value = frame.to_value().unwrap_or(Value::Null);
+        if let Some(error) = error_of(&value) {
+            return self.bind_failed(sid, error);
+        }
+        let result = value.get("result").cloned().unwrap_or(Value::Null);
+        let Some(backend_sid) = result
+            .get("sessionId")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            return self.bind_failed(
+                sid,
+                RpcError::new(
+                    INTERNAL_ERROR,
+                    "the agent answered session/new without a sessionId",
+                ),
+            );
+        };
+        let (Some(backend), Some(session)) =
+            (self.backends.get_mut(&slot), self.sessions.get_mut(sid))
+        else {
+            return;
+        };
+        let SessionState::Binding {
+            link, model, reply, ..
+        } = &mut session.state
+        else {
+            return;
+        };
+        let menu = ModelMenu::from_session(&result);
+        let options = result
+            .get("configOptions")
+            .and_then(Value::as_array)
+            .map(|o| agent_options_without_model(o, &menu.selector))
+            .unwrap_or_default();
+        backend.routes.insert(
+            backend_sid.clone(),
+            SessionRoute {
+                proxy: sid.clone(),
+                literal: session.literal.clone(),
+            },
+        );
+        *link = Some(Link {
+            slot,
+            agent: backend.agent.clone(),
+            backend_literal: Bytes::from(json_string_literal(&backend_sid)),
+            backend_sid,
+            selector: menu.selector.clone(),
+            has_legacy: menu.has_legacy,
+            options,
+        });
+        let (model, reply) = (model.clone(), reply.clone());
+        if menu.current.as_deref() == Some(model.as_str()) || menu.selector == ModelSelector::None {
+            self.model_selected(sid, &model, reply);
+        } else {
+            self.select_model(slot, sid, model, reply);
+        }
+    }
+
+    /// Asks the agent to switch the session's model to `model` (a bare id).
+    pub(super) fn select_model(&mut self, slot: u32, sid: &Arc<str>, model: String, reply: Reply) {
+        let Some(link) = self.sessions.get(sid).and_then(|s| s.link()).cloned() else {
+            return;
+        };
+        let Some(backend) = self.backends.get_mut(&slot) else {
+            return;
+        };
+        let pending = |legacy_retry| Pending::SelectModel {
+            session: sid.clone(),
+            model: model.clone(),
+            reply: reply.clone(),
+            legacy_retry,
+        };
+        match &link.selector {
+            ModelSelector::ConfigOption { id } => backend.request(
+                "session/set_config_option",
+                &json!({"sessionId": link.backend_sid, "configId": id, "value": model}),
+                pending(link.has_legacy),
+            ),
+            ModelSelector::Legacy => backend.request(
+                "session/set_model",
+                &json!({"sessionId": link.backend_sid, "modelId": model}),
+                pending(false),
+            ),
+            ModelSelector::None => self.model_selected(sid, &model, reply),
+        }
+    }
+
+    pub(super) fn on_model_selected(
+        &mut self,
+        slot: u32,
+        sid: &Arc<str>,
+        model: String,
+        reply: Reply,
+        legacy_retry: bool,
+        frame: Frame,
+    ) {
+        let value = frame.to_value().unwrap_or(Value::Null);
+        if let Some(error) = error_of(&value) {
+            if legacy_retry && error.code == METHOD_NOT_FOUND {
+                // The agent lists a config option but only speaks the legacy method.
+                if let Some(link) = self.sessions.get_mut(sid).and_then(|s| s.link_mut()) {
+                    link.selector = ModelSelector::Legacy;
+                }
+                return self.select_model(slot, sid, model, reply);
+            }
+            let bound = self
+                .sessions
+                .get(sid)
+                .is_some_and(|s| matches!(s.state, SessionState::Bound(_)));
+            if bound {
+                return self.reply_error(reply.client_id().map(|b| &b[..]), &error);
+            }
+            return self.bind_failed(sid, error);
+        }
+        if let Some(options) = value
+            .pointer("/result/configOptions")
+            .and_then(Value::as_array)
+        {
+            if let Some(link) = self.sessions.get_mut(sid).and_then(|s| s.link_mut()) {
+                link.options = agent_options_without_model(options, &link.selector);
+            }
+        }
+        self.model_selected(sid, &model, reply);
+    }
+
+    /// The agent runs `model` for the session: finish the bind if one is under way, then answer.
+    fn model_selected(&mut self, sid: &Arc<str>, model: &str, reply: Reply) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let Some(agent) = session.link().map(|l| l.agent.clone()) else {
+            return;
+        };
+        session.model = namespaced(&agent, model);
+        let mut queue = Vec::new();
+        if let SessionState::Binding { link: Some(_), .. } = &session.state {
+            let SessionState::Binding {
+                link: Some(link),
+                queue: q,
+                ..
+            } = std::mem::replace(&mut session.state, SessionState::Unbound)
+            else {
+                return;
+            };
+            queue = q;
+            session.state = SessionState::Bound(link);
+            tracing::info!(session = %sid, agent = %agent, model, "bound");
+            self.server.session_bound(self.id, sid, &agent);
+        }
+        let Some(session) = self.sessions.get(sid) else {
+            return;
+        };
+        let options = session.config_options();
+        match reply {
+            Reply::ConfigOptions(id) => self.reply_result(&id, &json!({"configOptions": options})),
+            Reply::Empty(id) => self.reply_result(&id, &json!({})),
+            Reply::Notify => {
+                let params = json!({"sessionId": &**sid, "update": {"sessionUpdate": "config_option_update", "configOptions": options}});
+                self.notify_client("session/update", &params);
+            }
+        }
+        for frame in queue {
+            self.on_client_frame(frame);
+        }
+    }
+
+    /// The bind did not work out: whoever waited gets `error`, the session is unbound again.
+    pub(super) fn bind_failed(&mut self, sid: &Arc<str>, error: RpcError) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let state = std::mem::replace(&mut session.state, SessionState::Unbound);
+        if let SessionState::Bound(link)
+        | SessionState::Binding {
+            link: Some(link), ..
+        } = &state
+        {
+            if let Some(backend) = self.backends.get_mut(&link.slot) {
+                backend.routes.remove(&link.backend_sid);
+            }
+        }
+        self.server.session_unbound(self.id, sid);
+        match state {
+            SessionState::Binding {
+                agent,
+                reply,
+                queue,
+                ..
+            } => {
+                tracing::warn!(session = %sid, agent = %agent, "bind failed: {}", error.message);
+                if let Some(id) = reply.client_id() {
+                    self.reply_error(Some(id), &error);
+                }
+                for frame in queue {
+                    if frame.kind() == FrameKind::Request {
+                        self.reply_error(frame.id_raw().as_deref(), &error);
+                    }
+                }
+            }
+            SessionState::Bound(link) => {
+                tracing::warn!(session = %sid, agent = %link.agent, "session lost its agent: {}", error.message);
+            }
+            SessionState::Unbound => {}
+        }
+    }
+
+    pub(super) fn on_bind_timeout(&mut self, sid: &Arc<str>, attempt: u64) {
+        let Some(session) = self.sessions.get(sid) else {
+            return;
+        };
+        let SessionState::Binding {
+            slot,
+            attempt: current,
+            agent,
+            ..
+        } = &session.state
+        else {
+            return;
+        };
+        if *current != attempt {
+            return;
+        }
+        let (slot, agent) = (*slot, agent.clone());
+        let error = RpcError::new(
+            INTERNAL_ERROR,
+            format!(
+                "agent {agent} did not get ready within {:?}",
+                self.server.config.bind_timeout
+            ),
+        );
+        let backend_ready = self.backends.get(&slot).is_some_and(|b| b.is_ready());
+        if backend_ready {
+            self.bind_failed(sid, error);
+        } else {
+            // A backend stuck in its handshake is of no use to anyone.
+            self.fail_backend(slot, error);
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! What the client sends: answered locally, routed to a session's agent, or refused.
+//!
+//! `initialize` and `session/new` are always answered by the proxy. A model pick through
+//! `session/set_config_option` (config id `model`) or the legacy `session/set_model` starts or
+//! changes a bind. Everything else that names a session is routed to that session's agent
+//! (binding it lazily first if needed, except for `session/cancel`); requests without a session
+//! go to the connection's only backend when there is exactly one. Responses to agent→client
+//! requests go back to the backend that asked, under its own id.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::session::{Reply, Session, SessionState};
+use super::{Connection, Event};
+use crate::acp::frame::{Frame, FrameKind};
+use crate::acp::lines::Line;
+use crate::acp::message::{
+    self, RpcError, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND,
+};
+use crate::acp::method::Method;
+use crate::acp::picker::{Catalog, MODEL_OPTION_ID};
+
+impl Connection {
+    pub(super) fn on_client_line(&mut self, line: Line) {
+        let raw = match line {
+            Line::Frame(raw) => raw,
+            Line::Overlong(len) => {
+                tracing::warn!(
+                    "client sent a line of {len} bytes, over the {} byte limit",
+                    self.server.config.max_frame
+                );
+                let error = RpcError::new(
+                    INVALID_REQUEST,
+                    format!(
+                        "frame of {len} bytes exceeds the limit of {} bytes",
+                        self.server.config.max_frame
+                    ),
+                );
+                self.reply_error(None, &error);
+                return;
+            }
+        };
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        match Frame::parse(raw) {
+            Ok(frame) => {
+                self.trace_frame("<-", "client", &frame);
+                self.on_client_frame(frame);
+            }
+            Err(e) => {
+                tracing::warn!("bad frame from client: {e}");
+                let id = e.reply_id().cloned();
+                self.reply_error(id.as_deref(), &RpcError::new(e.code(), e.to_string()));
+            }
+        }
+    }
+
+    pub(super) fn on_client_frame(&mut self, frame: Frame) {
+        if frame.kind() == FrameKind::Response {
+            return self.on_client_response(frame);
+        }
+        let is_request = frame.kind() == FrameKind::Request;
+        match (frame.method(), is_request) {
+            (Some(Method::Initialize), true) => self.on_initialize(frame),
+            (Some(Method::SessionNew), true) => self.on_session_new(frame),
+            (Some(Method::SessionSetConfigOption), true) => self.on_set_config_option(frame),
+            (Some(Method::SessionSetModel), true) => self.on_set_model(frame),
+            (Some(Method::CancelRequest), false) => self.on_cancel_request(frame),
+            _ => self.route(frame),
+        }
+    }
+
+    /// Params of a frame whose payload the proxy has to read, or an error for the client.
+    fn params_of(&mut self, frame: &Frame) -> Option<Value> {
+        match frame.to_value() {
+            Ok(mut value) => Some(
+                value
+                    .get_mut("params")
+                    .map(Value::take)
+                    .unwrap_or(Value::Null),
+            ),
+            Err(e) => {
+                self.reply_error(
+                    frame.id_raw().as_deref(),
+                    &RpcError::new(INVALID_PARAMS, e.to_string()),
+                );
+                None
+            }
+        }
+    }
+
+    fn on_initialize(&mut self, frame: Frame) {
+        let Some(params) = self.params_of(&frame) else {
+            return;
+        };
+        let Some(id) = frame.id_raw() else { return };
+        if !params.is_object() {
+            return self.reply_error(
+                Some(&id),
+                &RpcError::new(INVALID_PARAMS, "initialize params must be an object"),
+            );
+        }
+        let result = initialize_result(&self.server.runtime.describe());
+        self.client_init = Some(params);
+        self.reply_result(&id, &result);
+    }
+
+    fn on_session_new(&mut self, frame: Frame) {
+        let Some(params) = self.params_of(&frame) else {
+            return;
+        };
+        let Some(id) = frame.id_raw() else { return };
+        if let Err(e) = serde_json::from_value::<agent_client_protocol::v1::schema::NewSessionRequest>(
+            params.clone(),
+        ) {
+            return self.reply_error(
+                Some(&id),
+                &RpcError::new(INVALID_PARAMS, format!("invalid session/new params: {e}")),
+            );
+        }
+        // The catalog may need probes; wait for it off the connection task.
+        self.deferred += 1;
+        let server = self.server.clone();
+        let events = self.events.clone();
+        self.server.tracker.spawn(async move {
+            tokio::select! {
+                outcome = server.catalog() => {
+                    let outcome = outcome.map_err(|e| e.to_rpc());
+                    let _ = events.send(Event::SessionReady { client_id: id, params, outcome }).await;
+                }
+                _ = events.closed() => {}
+            }
+        });
+    }
+
+    pub(super) fn on_session_ready(
+        &mut self,
+        client_id: Bytes,
+        params: Value,
+        outcome: Result<Catalog, RpcError>,
+    ) {
+        let catalog = match outcome {
+            Ok(catalog) => Arc::new(catalog),
+            Err(error) => return self.reply_error(Some(&client_id), &error),
+        };
+        let Some(model) = catalog.default_value() else {
+            return self.reply_error(
+                Some(&client_id),
+                &RpcError::new(message::INTERNAL_ERROR, "no agent offers a model"),
+            );
+        };
+        let session = Session::new(params, catalog.clone(), model.clone());
+        let result = json!({
+            "sessionId": &*session.id,
+            "configOptions": session.config_options(),
+            "models": catalog.legacy_models(&model),
+        });
+        tracing::info!(session = %session.id, agents = catalog.agents().len(), "session opened");
+        self.sessions.insert(session.id.clone(), session);
+        self.reply_result(&client_id, &result);
+    }
+
+    fn on_set_config_option(&mut self, frame: Frame) {
+        let Some(params) = self.params_of(&frame) else {
+            return;
+        };
+        let Some(id) = frame.id_raw() else { return };
+        if params.get("configId").and_then(Value::as_str) != Some(MODEL_OPTION_ID) {
+            // The agent's own options (mode, thought level, ...) go to the agent.
+            return self.route(frame);
+        }
+        let Some(value) = params.get("value").and_then(Value::as_str) else {
+            return self.reply_error(
+                Some(&id),
+                &RpcError::new(INVALID_PARAMS, "the model option takes a string value"),
+            );
+        };
+        self.pick(
+            frame.clone(),
+            &params,
+            value.to_owned(),
+            Reply::ConfigOptions(id),
+        );
+    }
+
+    fn on_set_model(&mut self, frame: Frame) {
+        let Some(params) = self.params_of(&frame) else {
+            return;
+        };
+        let Some(id) = frame.id_raw() else { return };
+        let Some(value) = params.get("modelId").and_then(Value::as_str) else {
+            return self.reply_error(
+                Some(&id),
+                &RpcError::new(INVALID_PARAMS, "session/set_model needs a modelId"),
+            );
+        };
+        self.pick(frame.clone(), &params, value.to_owned(), Reply::Empty(id));
+    }
+
+    /// A model pick: bind the session, or change the model of the agent it is bound to.
+    fn pick(&mut self, frame: Frame, params: &Value, value: String, reply: Reply) {
+        let id = reply.client_id().cloned();
+        let Some(sid) = params.get("sessionId").and_then(Value::as_str) else {
+            return self.reply_error(
+                id.as_deref(),
+                &RpcError::new(INVALID_PARAMS, "missing sessionId"),
+            );
+        };
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return self.reply_error(id.as_deref(), &unknown_session(sid));
+        };
+        let pick = match session.catalog.resolve(&value) {
+            Ok(pick) => pick,
+            Err(e) => {
+                return self
+                    .reply_error(id.as_deref(), &RpcError::new(INVALID_PARAMS, e.to_string()))
+            }
+        };
+        let sid = session.id.clone();
+        match &mut session.state {
+            SessionState::Binding { queue, .. } => queue.push(frame),
+            SessionState::Unbound => {
+                self.start_bind(&sid, pick.agent.agent.clone(), pick.model, reply, None)
+            }
+            SessionState::Bound(link) if link.agent == pick.agent.agent => {
+                let slot = link.slot;
+                self.select_model(slot, &sid, pick.model, reply);
+            }
+            SessionState::Bound(link) => {
+                let error = RpcError::new(
+                    INVALID_PARAMS,
+                    format!(
+                        "this session is bound to {}; switching it to {} is not supported yet: open a new session to use {}",
+                        link.agent, pick.agent.agent, value
+                    ),
+                );
+                self.reply_error(id.as_deref(), &error);
+            }
+        }
+    }
+
+    /// Routes a request or notification to the agent of the session it names.
+    pub(super) fn route(&mut self, frame: Frame) {
+        let is_request = frame.kind() == FrameKind::Request;
+        let method = frame.method().cloned().unwrap_or(Method::Other("".into()));
+        let Some(sid) = frame.session_id().map(|s| s.into_owned()) else {
+            return self.route_sessionless(frame);
+        };
+        let Some(session) = self.sessions.get_mut(sid.as_str()) else {
+            if is_request {
+                self.reply_error(frame.id_raw().as_deref(), &unknown_session(&sid));
+            } else {
+                tracing::debug!(%method, "dropping a notification for unknown session {sid}");
+            }
+            return;
+        };
+        match &mut session.state {
+            SessionState::Bound(link) => {
+                let route = (link.slot, session.id.clone(), link.backend_literal.clone());
+                self.forward_to_backend(route.0, frame, Some((route.1, route.2)));
+            }
+            SessionState::Binding { queue, .. } => queue.push(frame),
+            SessionState::Unbound if method == Method::SessionCancel => {
+                tracing::debug!("cancel for an unbound session: nothing to cancel");
+            }
+            SessionState::Unbound => {
+                let (sid, model) = (session.id.clone(), session.model.clone());
+                match session.catalog.resolve(&model) {
+                    Ok(pick) => self.start_bind(
+                        &sid,
+                        pick.agent.agent.clone(),
+                        pick.model,
+                        Reply::Notify,
+                        Some(frame),
+                    ),
+                    Err(e) => {
+                        if is_request {
+                            self.reply_error(
+                                frame.id_raw().as_deref(),
+                                &RpcError::new(INVALID_PARAMS, e.to_string()),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A request without a session: the connection's only backend can take it.
+    fn route_sessionless(&mut self, frame: Frame) {
+        let is_request = frame.kind() == FrameKind::Request;
+        let method = frame.method().map(|m| m.to_string()).unwrap_or_default();
+        let ready: Vec<u32> = self
+            .backends
+            .iter()
+            .filter(|(_, b)| b.is_ready())
+            .map(|(slot, _)| *slot)
+            .collect();
+        match (ready.as_slice(), is_request) {
+            ([slot], _) => self.forward_to_backend(*slot, frame, None),
+            (_, true) => {
+                let reason = if ready.is_empty() {
+                    "no agent is bound yet"
+                } else {
+                    "more than one agent is bound"
+                };
+                let error = RpcError::new(
+                    METHOD_NOT_FOUND,
+                    format!("method not found: {method} ({reason})"),
+                )
+                .with_data(json!(method));
+                self.reply_error(frame.id_raw().as_deref(), &error);
+            }
+            (_, false) => tracing::debug!(%method, "dropping a notification without a session"),
+        }
+    }
+
+    /// The client answers an agent→client request: back to the agent under its own id.
+    fn on_client_response(&mut self, frame: Frame) {
+        let Some(request) = frame
+            .id_u64()
+            .and_then(|id| self.agent_requests.remove(&id))
+        else {
+            tracing::warn!(id = ?frame.id_raw(), "dropping a response to an id the proxy never sent");
+            return;
+        };
+        let Some(backend) = self.backends.get_mut(&request.slot) else {
+            tracing::debug!("dropping a response for an agent that has gone");
+            return;
+        };
+        let Some(span) = frame.id_span() else { return };
+        frame.write_spliced(&mut [(span, &request.backend_id[..])], &mut backend.buf);
+    }
+
+    /// `$/cancel_request`: re-issued to the agent under the id the agent knows.
+    fn on_cancel_request(&mut self, frame: Frame) {
+        let Ok(value) = frame.to_value() else { return };
+        let Some(target) = value.pointer("/params/requestId") else {
+            return;
+        };
+        let Ok(target) = serde_json::to_vec(target) else {
+            return;
+        };
+        for backend in self.backends.values_mut() {
+            if let Some(backend_id) = backend.pending_id_of_client_request(&target) {
+                let params = json!({"requestId": backend_id});
+                message::write_notification(&mut backend.buf, "$/cancel_request", &params);
+                return;
+            }
+        }
+        tracing::debug!("cancel for a request that is not in flight");
+    }
+}
+
+pub(super) fn unknown_session(sid: &str) -> RpcError {
+    RpcError::new(RESOURCE_NOT_FOUND, format!("unknown session {sid}"))
+        .with_data(json!({"sessionId": sid}))
+}
+
+/// The proxy's own `initialize` answer, built from the ACP schema types.
+fn initialize_result(container: &str) -> Value {
+    use agent_client_protocol::schema::ProtocolVersion;
+    use agent_client_protocol::v1::schema::{
+        AgentCapabilities, Implementation, InitializeResponse,
+    };
+    let response = InitializeResponse::new(ProtocolVersion::V1)
+        .agent_capabilities(AgentCapabilities::default())
+        .agent_info(
+            Implementation::new("terok-executor", env!("CARGO_PKG_VERSION"))
+                .title(format!("terok ({container})")),
+        );
+    serde_json::to_value(response).unwrap_or_else(|_| json!({"protocolVersion": 1}))
+}

@@ -1,0 +1,226 @@
+//! One client connection: the aggregating proxy proper.
+//!
+//! Each connection is one task that owns all of its state by value: the client's sessions, the
+//! backends (one wrapper process per agent, shared by the connection's sessions on that agent)
+//! and the maps that translate ids between them. The task `select!`s over three sources: lines
+//! from the client, [`Event`]s (backend frames, spawned processes, finished `session/new`
+//! probes, timeouts) and the daemon's shutdown. It never waits on a peer: everything it writes
+//! goes through an [`Outbox`], and each backend's stdout is read by its own pump task, which is
+//! where backpressure from a slow client is applied.
+//!
+//! Submodules: [`client`] handles what the client sends, [`backend`] starts backends and handles
+//! what they send, [`bind`] is the session state machine that attaches a session to an agent.
+
+mod backend;
+mod bind;
+mod client;
+mod session;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::frame::Frame;
+use super::lines::LineReader;
+use super::message::{self, RpcError};
+use super::outbox::Outbox;
+use super::picker::Catalog;
+use super::server::{FrameDebug, Server};
+use backend::{Backend, BackendEvent};
+use session::Session;
+
+/// Something that happened outside the client stream.
+enum Event {
+    Backend {
+        slot: u32,
+        event: BackendEvent,
+    },
+    /// The catalog a deferred `session/new` waited for.
+    SessionReady {
+        client_id: Bytes,
+        params: Value,
+        outcome: Result<Catalog, RpcError>,
+    },
+    /// A bind that has not finished in time.
+    BindTimeout {
+        session: Arc<str>,
+        attempt: u64,
+    },
+}
+
+/// An agent→client request in flight, by the id the client saw.
+struct AgentRequest {
+    slot: u32,
+    backend_id: Bytes,
+}
+
+struct Connection {
+    server: Arc<Server>,
+    id: u64,
+    client: Outbox,
+    /// Frames for the client, sent as one batch when the current event is handled.
+    client_buf: BytesMut,
+    events: mpsc::Sender<Event>,
+    /// The client's own `initialize` params, replayed to every backend.
+    client_init: Option<Value>,
+    sessions: HashMap<Arc<str>, Session>,
+    backends: HashMap<u32, Backend>,
+    /// The live backend of each agent.
+    slots: HashMap<super::runtime::AgentName, u32>,
+    next_slot: u32,
+    agent_requests: HashMap<u64, AgentRequest>,
+    next_agent_request: u64,
+    /// `session/new` requests waiting for the catalog.
+    deferred: usize,
+    next_bind_attempt: u64,
+}
+
+/// Serves one client until it leaves or the daemon shuts down.
+pub async fn serve_connection(server: Arc<Server>, stream: UnixStream) {
+    let id = server.next_connection_id();
+    let span = tracing::info_span!("conn", id);
+    run(server, stream, id).instrument(span).await
+}
+
+async fn run(server: Arc<Server>, stream: UnixStream, id: u64) {
+    tracing::debug!("client connected");
+    let (read, write) = stream.into_split();
+    let client = Outbox::spawn(write, &server.tracker, format!("client {id}"));
+    let (events_tx, mut events) = mpsc::channel(1024);
+    let mut conn = Connection {
+        server: server.clone(),
+        id,
+        client,
+        client_buf: BytesMut::with_capacity(64 * 1024),
+        events: events_tx,
+        client_init: None,
+        sessions: HashMap::new(),
+        backends: HashMap::new(),
+        slots: HashMap::new(),
+        next_slot: 0,
+        agent_requests: HashMap::new(),
+        next_agent_request: 0,
+        deferred: 0,
+        next_bind_attempt: 0,
+    };
+    let mut reader = LineReader::new(read, server.config.max_frame);
+    let mut client_eof = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = server.shutdown.cancelled() => break,
+            Some(event) = events.recv() => conn.on_event(event),
+            read = reader.fill(), if !client_eof => {
+                if !matches!(read, Ok(true)) {
+                    client_eof = true;
+                }
+                while let Some(line) = reader.next_buffered() {
+                    conn.on_client_line(line);
+                }
+                if client_eof {
+                    if let Some(line) = reader.take_tail() {
+                        conn.on_client_line(line);
+                    }
+                    tracing::debug!("client closed its side");
+                }
+            }
+        }
+        conn.flush();
+        // A client that half-closed still gets the answers to what it asked.
+        if client_eof && (conn.is_idle() || conn.client.is_closed()) {
+            break;
+        }
+    }
+    conn.close();
+    tracing::debug!("client disconnected");
+}
+
+impl Connection {
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Backend { slot, event } => self.on_backend_event(slot, event),
+            Event::SessionReady {
+                client_id,
+                params,
+                outcome,
+            } => {
+                self.deferred -= 1;
+                self.on_session_ready(client_id, params, outcome);
+            }
+            Event::BindTimeout { session, attempt } => self.on_bind_timeout(&session, attempt),
+        }
+    }
+
+    /// Sends what this event produced: one batch per peer.
+    fn flush(&mut self) {
+        if !self.client_buf.is_empty() {
+            self.client.send(self.client_buf.split().freeze());
+        }
+        for backend in self.backends.values_mut() {
+            backend.flush();
+        }
+    }
+
+    /// Nothing is in flight that the client still waits for.
+    fn is_idle(&self) -> bool {
+        self.deferred == 0
+            && self.sessions.values().all(|s| !s.is_binding())
+            && self.backends.values().all(|b| !b.has_client_requests())
+    }
+
+    /// Ends every backend of this connection.
+    fn close(&mut self) {
+        for (_, mut backend) in self.backends.drain() {
+            backend.cancel_sessions();
+            backend.flush();
+            backend.terminate();
+        }
+        for session in self.sessions.values() {
+            self.server.session_unbound(self.id, &session.id);
+        }
+    }
+
+    // ---- writing to the client ----
+
+    fn reply_result(&mut self, id: &[u8], result: &Value) {
+        message::write_result(&mut self.client_buf, id, result);
+    }
+
+    fn reply_error(&mut self, id: Option<&[u8]>, error: &RpcError) {
+        tracing::debug!(
+            code = error.code,
+            "answering with an error: {}",
+            error.message
+        );
+        message::write_error(&mut self.client_buf, id, error);
+    }
+
+    fn notify_client(&mut self, method: &str, params: &Value) {
+        message::write_notification(&mut self.client_buf, method, params);
+    }
+
+    fn trace_frame(&self, direction: &str, peer: &str, frame: &Frame) {
+        match self.server.config.debug {
+            FrameDebug::Off => {}
+            FrameDebug::Summary => tracing::debug!(
+                "{direction} {peer}: {} id={} {} bytes",
+                frame.method().map(|m| m.as_str()).unwrap_or("response"),
+                frame
+                    .id_raw()
+                    .as_deref()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default(),
+                frame.raw().len()
+            ),
+            FrameDebug::Full => tracing::debug!(
+                "{direction} {peer}: {}",
+                String::from_utf8_lossy(frame.raw())
+            ),
+        }
+    }
+}
