@@ -19,7 +19,9 @@
 #   4. defines `terok_build_test_image TAG LABELS-CSV BINARY...` and
 #      `terok_podman_teardown` (see below).
 #
-# Knobs: TEROK_PODMAN_DIR (private dir), TEROK_PODMAN_DRIVER (overlay|vfs,
+# Knobs (export them before sourcing: in bash, `VAR=x source ...` is temporary
+# and the settings would not stay with the exported CONTAINER_HOST etc.):
+# TEROK_PODMAN_DIR (private dir), TEROK_PODMAN_DRIVER (overlay|vfs,
 # default: overlay if it works here, else vfs; only used for a fresh graphroot),
 # TEROK_PODMAN_QUIET=1 (no progress messages).
 #
@@ -44,7 +46,8 @@ _terok_podman_ping() {
 
 # Is pid $1 a `podman system service`?
 _terok_podman_is_service() {
-    [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q 'system service'
+    local cmdline
+    cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) && [[ $cmdline == *"system service"* ]]
 }
 
 # Write $2 to file $1 only if the content differs (keeps mtimes stable).
@@ -197,7 +200,8 @@ terok_build_test_image() (
     [ $# -ge 2 ] || die "usage: terok_build_test_image TAG LABELS-CSV [BINARY|NAME=PATH]..."
     tag=$1 labels=$2
     shift 2
-    [ -x /bin/busybox ] || die "/bin/busybox missing (source .ci/podman-env.sh first)"
+    { [ -x /bin/busybox ] && [ -n "${CONTAINERS_STORAGE_CONF:-}" ]; } ||
+        die "source .ci/podman-env.sh first (no /bin/busybox or CONTAINERS_STORAGE_CONF)"
     work=$(mktemp -d "${TMPDIR:-/tmp}/terok-image.XXXXXX") || die "mktemp failed"
     trap 'rm -rf "$work"' EXIT
     root=$work/rootfs
@@ -239,7 +243,6 @@ terok_build_test_image() (
     cp /bin/busybox "$root/bin/busybox"
     while read -r applet; do
         case $applet in */*) ;; *) continue ;; esac
-        [ "$applet" = linuxrc ] && continue
         [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
     done < <(/bin/busybox --list-full)
     [ -e "$root/bin/sh" ] || ln -s /bin/busybox "$root/bin/sh"
@@ -287,7 +290,7 @@ terok_build_test_image() (
     tar --numeric-owner -C "$root" -cf "$work/rootfs.tar" . || die "tar failed"
     # Local podman (same private store as the service): no upload over the socket.
     env -u CONTAINER_HOST -u DOCKER_HOST podman import -q \
-        --change "LABEL ai.terok.agents=$labels" \
+        --change "LABEL ai.terok.agents=\"$labels\"" \
         --change "CMD [\"/bin/sh\",\"-c\",\"trap 'exit 0' TERM INT; sleep infinity & wait\"]" \
         --change 'WORKDIR /workspace' \
         "$work/rootfs.tar" "$tag" >/dev/null ||
@@ -295,10 +298,11 @@ terok_build_test_image() (
     printf '%s\n' "$tag"
 )
 
-# terok_podman_teardown: remove all containers of the private setup, stop its
-# service, unmount the overlay bind mount and delete $TEROK_PODMAN_DIR.
+# terok_podman_teardown [DIR]: remove all containers of the private setup in
+# DIR (default $TEROK_PODMAN_DIR), stop its service, unmount the overlay bind
+# mount that podman leaves in graphroot and delete DIR.
 terok_podman_teardown() {
-    local dir=${TEROK_PODMAN_DIR:-/tmp/terok-podman} pid m
+    local dir=${1:-${TEROK_PODMAN_DIR:-/tmp/terok-podman}} pid m
     [ -f "$dir/containers.conf" ] || return 0
     CONTAINERS_CONF="$dir/containers.conf" CONTAINERS_STORAGE_CONF="$dir/storage.conf" \
         _terok_podman_local rm -fa -t 0 >/dev/null 2>&1 || true

@@ -14,7 +14,9 @@ fn crash_exits_with_70() {
         let sid = fx.start_session();
         fx.send_prompt(&sid, "crash");
         assert_eq!(fx.wait().code(), Some(70));
-        assert!(fx.stderr_after_exit().contains("fixture delta: crashing on request"));
+        assert!(fx
+            .stderr_after_exit()
+            .contains("fixture delta: crashing on request"));
     });
 }
 
@@ -24,7 +26,9 @@ fn exit_on_start_reads_nothing() {
         let mut fx = Fixture::spawn(&["--exit-on-start", "9", "--name", "eps"]);
         assert_eq!(fx.wait().code(), Some(9));
         assert!(fx.try_recv_raw(Duration::from_millis(100)).is_none());
-        assert!(fx.stderr_after_exit().contains("fixture eps: exiting on start"));
+        assert!(fx
+            .stderr_after_exit()
+            .contains("fixture eps: exiting on start"));
     });
 }
 
