@@ -3,7 +3,8 @@
 //! Every location follows the same resolution chain as the rest of the terok
 //! stack (a package-specific environment variable, then `TEROK_ROOT` or
 //! `paths.root` from `config.yml`, then the platform default), so files written
-//! here are found by the other components. Resolution reads variables through a
+//! here are found by the other components. `TEROK_CONFIG_DIR` overrides the
+//! configuration root (as in the sandbox). Resolution reads variables through a
 //! [`VarSource`], which lets tests describe a whole environment without touching
 //! the process environment or the real home directory.
 
@@ -115,6 +116,9 @@ fn expand_home(value: &str, vars: &dyn VarSource) -> PathBuf {
 }
 
 fn config_base(vars: &dyn VarSource) -> PathBuf {
+    if let Some(dir) = vars.var("TEROK_CONFIG_DIR") {
+        return expand_home(&dir, vars);
+    }
     if vars.is_root() {
         return Path::new("/etc").join(NAMESPACE);
     }
@@ -232,6 +236,15 @@ mod tests {
         assert_eq!(paths.vault_dir, PathBuf::from("/v"));
         assert_eq!(paths.mounts_dir, PathBuf::from("/r/sandbox-live/mounts"));
         assert_eq!(paths.user_agents_dir, PathBuf::from("/c/terok/agent/agents"));
+    }
+
+    #[test]
+    fn config_dir_variable_overrides_the_config_root() {
+        let mut vars = env(&[("HOME", "/h"), ("TEROK_CONFIG_DIR", "/cfg")]);
+        vars.root = true;
+        let paths = HostPaths::resolve(&vars);
+        assert_eq!(paths.user_agents_dir, PathBuf::from("/cfg/agent/agents"));
+        assert_eq!(paths.config_files, [PathBuf::from("/etc/terok/config.yml")]);
     }
 
     #[test]
