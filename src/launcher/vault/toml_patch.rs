@@ -350,7 +350,7 @@ mod tests {
     #[test]
     fn removal_only_touches_unchanged_values() {
         let record = Record::TomlTop { values: obj(json!({"a": "mine", "b": "mine"})) };
-        let out = remove_records("# c\na = \"mine\"\nb = \"user\"\n", &[record.clone()]).unwrap().unwrap();
+        let out = remove_records("# c\na = \"mine\"\nb = \"user\"\n", std::slice::from_ref(&record)).unwrap().unwrap();
         assert_eq!(out, "# c\nb = \"user\"\n");
         assert_eq!(remove_records("b = \"user\"\n", &[record]).unwrap(), None);
     }
@@ -363,7 +363,7 @@ mod tests {
             values: obj(json!({"api_base": "x"})),
             created: true,
         };
-        let out = remove_records("top = 1\n\n[[providers]]\nname = \"mistral\"\napi_base = \"x\"\n", &[record.clone()]).unwrap().unwrap();
+        let out = remove_records("top = 1\n\n[[providers]]\nname = \"mistral\"\napi_base = \"x\"\n", std::slice::from_ref(&record)).unwrap().unwrap();
         assert_eq!(out.trim(), "top = 1");
         let kept = remove_records("[[providers]]\nname = \"mistral\"\napi_base = \"x\"\nuser = 1\n", &[record]).unwrap().unwrap();
         assert!(kept.contains("user = 1") && !kept.contains("api_base"));

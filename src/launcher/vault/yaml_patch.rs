@@ -136,7 +136,7 @@ fn value_end(lines: &[&str], start: usize) -> usize {
     last_content
 }
 
-fn find_key<'a>(lines: &[&'a str], key: &str) -> Option<KeyLine> {
+fn find_key(lines: &[&str], key: &str) -> Option<KeyLine> {
     lines.iter().enumerate().filter_map(|(i, l)| parse_key_line(i, l)).find(|k| k.key == key)
 }
 
