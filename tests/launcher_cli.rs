@@ -11,7 +11,9 @@ struct Home {
 
 impl Home {
     fn new() -> Self {
-        Home { dir: tempfile::tempdir().unwrap() }
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -30,7 +32,14 @@ impl Home {
 
     fn run(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_terok-executor"));
-        for var in ["TEROK_VAULT_DIR", "TEROK_SANDBOX_LIVE_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR", "XDG_STATE_HOME"] {
+        for var in [
+            "TEROK_VAULT_DIR",
+            "TEROK_SANDBOX_LIVE_DIR",
+            "XDG_CONFIG_HOME",
+            "XDG_DATA_HOME",
+            "XDG_RUNTIME_DIR",
+            "XDG_STATE_HOME",
+        ] {
             cmd.env_remove(var);
         }
         cmd.env("HOME", self.dir.path())
@@ -64,7 +73,10 @@ fn agents_lists_agents_and_all_adds_tools() {
     let text = stdout(&out);
     assert!(text.starts_with("NAME"));
     assert_eq!(text.lines().count(), 9, "{text}");
-    assert!(text.contains("claude      Claude          native"), "{text}");
+    assert!(
+        text.contains("claude      Claude          native"),
+        "{text}"
+    );
     assert!(!text.contains("gh "));
     let all = stdout(&home.run(&["agents", "--all"]));
     assert_eq!(all.lines().count(), 13, "{all}");
@@ -77,7 +89,12 @@ fn agents_json_is_machine_readable() {
     let out = home.run(&["agents", "--all", "--json"]);
     assert!(out.status.success());
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let glab = rows.as_array().unwrap().iter().find(|r| r["name"] == "glab").unwrap();
+    let glab = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "glab")
+        .unwrap();
     assert_eq!(glab["route_prefix"], "gl");
     assert_eq!(glab["kind"], "tool");
     assert_eq!(glab["auth_modes"], serde_json::json!(["api_key"]));
@@ -89,18 +106,35 @@ fn user_override_changes_a_label_and_adds_an_agent() {
     home.user_agent("claude", "label: My Claude\n");
     home.user_agent("mine", "roster_version: 1\nkind: native\nlabel: Mine\n");
     let text = stdout(&home.run(&["agents"]));
-    assert!(text.contains("My Claude") && text.contains("mine"), "{text}");
+    assert!(
+        text.contains("My Claude") && text.contains("mine"),
+        "{text}"
+    );
 }
 
 #[test]
 fn schema_error_names_file_key_and_suggestion() {
     let home = Home::new();
-    home.user_agent("codex", "vault:\n  oauth_refesh: {token_url: x, client_id: y}\n");
+    home.user_agent(
+        "codex",
+        "vault:\n  oauth_refesh: {token_url: x, client_id: y}\n",
+    );
     let out = home.run(&["agents"]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains(&home.path("config/agent/agents/codex.yaml").display().to_string()), "{err}");
-    assert!(err.contains("vault.oauth_refesh") && err.contains("did you mean 'oauth_refresh'"), "{err}");
+    assert!(
+        err.contains(
+            &home
+                .path("config/agent/agents/codex.yaml")
+                .display()
+                .to_string()
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("vault.oauth_refesh") && err.contains("did you mean 'oauth_refresh'"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -119,20 +153,34 @@ fn vault_routes_writes_the_route_table_with_mode_0600() {
     let out = home.run(&["vault", "routes"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let path = home.path("state/vault/routes.json");
-    assert_eq!(stdout(&out).trim(), format!("Routes written to {}", path.display()));
-    let routes: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("Routes written to {}", path.display())
+    );
+    let routes: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(routes["glab"]["auth_header"], "PRIVATE-TOKEN");
     assert_eq!(routes.as_object().unwrap().len(), 10);
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 #[test]
 fn vault_routes_rejects_duplicate_prefixes() {
     let home = Home::new();
-    home.user_agent("mygl", "kind: tool\nvault: {route_prefix: gl, upstream: https://example.com}\n");
+    home.user_agent(
+        "mygl",
+        "kind: tool\nvault: {route_prefix: gl, upstream: https://example.com}\n",
+    );
     let out = home.run(&["vault", "routes"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("duplicate route prefix 'gl'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("duplicate route prefix 'gl'"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!home.path("state/vault/routes.json").exists());
 }
 
@@ -140,15 +188,28 @@ fn vault_routes_rejects_duplicate_prefixes() {
 fn vault_scan_reports_and_clean_removes_leaks() {
     let home = Home::new();
     let leak = home.mounts().join("_codex-config/auth.json");
-    put(&leak, r#"{"tokens": {"access_token": "real", "refresh_token": "real"}}"#);
+    put(
+        &leak,
+        r#"{"tokens": {"access_token": "real", "refresh_token": "real"}}"#,
+    );
     let scan = home.run(&["vault", "scan"]);
     assert!(scan.status.success());
-    assert!(stdout(&scan).contains(&format!("  codex: {}", leak.display())), "{}", stdout(&scan));
+    assert!(
+        stdout(&scan).contains(&format!("  codex: {}", leak.display())),
+        "{}",
+        stdout(&scan)
+    );
     assert!(leak.exists());
     let clean = home.run(&["vault", "clean"]);
-    assert_eq!(stdout(&clean).trim(), format!("Removed codex: {}", leak.display()));
+    assert_eq!(
+        stdout(&clean).trim(),
+        format!("Removed codex: {}", leak.display())
+    );
     assert!(!leak.exists());
-    assert_eq!(stdout(&home.run(&["vault", "clean"])).trim(), "No leaked credential files found.");
+    assert_eq!(
+        stdout(&home.run(&["vault", "clean"])).trim(),
+        "No leaked credential files found."
+    );
 }
 
 #[test]
@@ -162,6 +223,10 @@ fn vault_clean_never_follows_a_planted_symlink() {
     symlink(&victim, dir.join(".credentials.json")).unwrap();
     let out = home.run(&["vault", "clean"]);
     assert!(out.status.success());
-    assert!(stderr(&out).contains("could not scan claude"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("could not scan claude"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "real secret");
 }

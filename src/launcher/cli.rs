@@ -64,7 +64,12 @@ struct AgentRow<'a> {
 /// Treats a closed stdout (e.g. piped into `head`) as success.
 fn quiet_pipe(result: anyhow::Result<()>) -> anyhow::Result<()> {
     match result {
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) => Ok(()),
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
         other => other,
     }
 }
@@ -82,7 +87,11 @@ pub fn run_vault(args: &VaultArgs) -> anyhow::Result<()> {
 fn agents(args: &AgentsArgs) -> anyhow::Result<()> {
     let paths = HostPaths::from_env();
     let roster = load_roster(&paths)?;
-    let names = if args.all { roster.all_names() } else { roster.agent_names() };
+    let names = if args.all {
+        roster.all_names()
+    } else {
+        roster.agent_names()
+    };
     let rows: Vec<AgentRow<'_>> = names
         .iter()
         .filter_map(|name| roster.entry(name))
@@ -90,8 +99,15 @@ fn agents(args: &AgentsArgs) -> anyhow::Result<()> {
             name: &e.name,
             label: &e.label,
             kind: e.kind.as_str(),
-            auth_modes: roster.auth_providers().get(&e.name).map(|a| a.modes.clone()).unwrap_or_default(),
-            route_prefix: roster.vault_routes().get(&e.name).map(|r| r.route_prefix.as_str()),
+            auth_modes: roster
+                .auth_providers()
+                .get(&e.name)
+                .map(|a| a.modes.clone())
+                .unwrap_or_default(),
+            route_prefix: roster
+                .vault_routes()
+                .get(&e.name)
+                .map(|r| r.route_prefix.as_str()),
             installable: roster.installs().contains_key(&e.name),
         })
         .collect();
@@ -105,11 +121,25 @@ fn agents(args: &AgentsArgs) -> anyhow::Result<()> {
         eprintln!("No agents registered.");
         return Ok(());
     }
-    let w_name = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max("NAME".len());
-    let w_label = rows.iter().map(|r| r.label.len()).max().unwrap_or(0).max("LABEL".len());
+    let w_name = rows
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0)
+        .max("NAME".len());
+    let w_label = rows
+        .iter()
+        .map(|r| r.label.len())
+        .max()
+        .unwrap_or(0)
+        .max("LABEL".len());
     writeln!(out, "{:<w_name$}  {:<w_label$}  TYPE", "NAME", "LABEL")?;
     for r in &rows {
-        writeln!(out, "{:<w_name$}  {:<w_label$}  {}", r.name, r.label, r.kind)?;
+        writeln!(
+            out,
+            "{:<w_name$}  {:<w_label$}  {}",
+            r.name, r.label, r.kind
+        )?;
     }
     Ok(())
 }
@@ -132,11 +162,17 @@ fn vault(args: &VaultArgs) -> anyhow::Result<()> {
             if report.leaks.is_empty() {
                 writeln!(out, "No leaked credential files found.")?;
             } else {
-                writeln!(out, "WARNING: Real credentials found in shared config mounts:")?;
+                writeln!(
+                    out,
+                    "WARNING: Real credentials found in shared config mounts:"
+                )?;
                 for leak in &report.leaks {
                     writeln!(out, "  {}: {}", leak.provider, leak.path.display())?;
                 }
-                writeln!(out, "These files are mounted into containers alongside vault phantom tokens.")?;
+                writeln!(
+                    out,
+                    "These files are mounted into containers alongside vault phantom tokens."
+                )?;
                 writeln!(out, "Run 'terok-executor vault clean' to remove them.")?;
             }
         }

@@ -27,7 +27,9 @@ use nix::fcntl::OFlag;
 
 use crate::launcher::roster::{Roster, RosterError};
 use crate::launcher::vault::location::LocationError;
-use crate::launcher::vault::{apply_shared_config_patches, ConfigPatchError, PatchReport, PatchSelection, VaultLocation};
+use crate::launcher::vault::{
+    apply_shared_config_patches, ConfigPatchError, PatchReport, PatchSelection, VaultLocation,
+};
 
 /// Version of the host↔container variable and script contract (`TEROK_CONTAINER_PROTOCOL`).
 pub const CONTAINER_PROTOCOL: u32 = 1;
@@ -57,7 +59,12 @@ pub struct Volume {
 impl Volume {
     /// A read-write volume.
     pub fn new(host: impl Into<PathBuf>, container: impl Into<String>, sharing: Sharing) -> Self {
-        Volume { host: host.into(), container: container.into(), sharing, read_only: false }
+        Volume {
+            host: host.into(),
+            container: container.into(),
+            sharing,
+            read_only: false,
+        }
     }
 
     /// The `podman run -v` argument: `host:container:z|Z[,ro]`.
@@ -113,7 +120,12 @@ pub struct ContainerEnvSpec {
 
 impl ContainerEnvSpec {
     /// A spec with the standard defaults for everything but the required fields.
-    pub fn new(task_id: impl Into<String>, provider_name: impl Into<String>, workspace: impl Into<PathBuf>, mounts_base: impl Into<PathBuf>) -> Self {
+    pub fn new(
+        task_id: impl Into<String>,
+        provider_name: impl Into<String>,
+        workspace: impl Into<PathBuf>,
+        mounts_base: impl Into<PathBuf>,
+    ) -> Self {
         ContainerEnvSpec {
             task_id: task_id.into(),
             provider_name: provider_name.into(),
@@ -169,7 +181,10 @@ fn non_empty(v: &Option<String>) -> Option<&str> {
 }
 
 /// Computes the environment and volumes for `spec`; touches nothing.
-pub fn assemble_container_env(spec: &ContainerEnvSpec, roster: &Roster) -> Result<ContainerEnv, RosterError> {
+pub fn assemble_container_env(
+    spec: &ContainerEnvSpec,
+    roster: &Roster,
+) -> Result<ContainerEnv, RosterError> {
     let mut env: IndexMap<String, String> = IndexMap::new();
     let mut set = |k: &str, v: &str| {
         env.insert(k.to_string(), v.to_string());
@@ -189,12 +204,20 @@ pub fn assemble_container_env(spec: &ContainerEnvSpec, roster: &Roster) -> Resul
     let provider = roster.providers().get(&spec.provider_name);
     let author_name = non_empty(&spec.git_author_name)
         .map(String::from)
-        .unwrap_or_else(|| provider.map_or_else(|| "AI Agent".into(), |p| p.git_author_name.clone()));
+        .unwrap_or_else(|| {
+            provider.map_or_else(|| "AI Agent".into(), |p| p.git_author_name.clone())
+        });
     let author_email = non_empty(&spec.git_author_email)
         .map(String::from)
-        .unwrap_or_else(|| provider.map_or_else(|| "ai@localhost".into(), |p| p.git_author_email.clone()));
-    let committer_name = non_empty(&spec.git_committer_name).map(String::from).unwrap_or_else(|| author_name.clone());
-    let committer_email = non_empty(&spec.git_committer_email).map(String::from).unwrap_or_else(|| author_email.clone());
+        .unwrap_or_else(|| {
+            provider.map_or_else(|| "ai@localhost".into(), |p| p.git_author_email.clone())
+        });
+    let committer_name = non_empty(&spec.git_committer_name)
+        .map(String::from)
+        .unwrap_or_else(|| author_name.clone());
+    let committer_email = non_empty(&spec.git_committer_email)
+        .map(String::from)
+        .unwrap_or_else(|| author_email.clone());
     set("GIT_AUTHOR_NAME", &author_name);
     set("GIT_AUTHOR_EMAIL", &author_email);
     set("GIT_COMMITTER_NAME", &committer_name);
@@ -225,7 +248,11 @@ pub fn assemble_container_env(spec: &ContainerEnvSpec, roster: &Roster) -> Resul
         set("TEROK_SHARED_DIR", &spec.shared_mount);
     }
 
-    let mut volumes = vec![Volume::new(&spec.workspace_host_path, CONTAINER_WORKSPACE, Sharing::Private)];
+    let mut volumes = vec![Volume::new(
+        &spec.workspace_host_path,
+        CONTAINER_WORKSPACE,
+        Sharing::Private,
+    )];
     let mut dirs = Vec::new();
     let mut credential_files = Vec::new();
     for m in roster.mounts() {
@@ -294,19 +321,33 @@ pub fn prepare_host(
     location: impl FnOnce() -> Result<VaultLocation, LocationError>,
 ) -> Result<PatchReport, PrepareError> {
     for dir in &prep.dirs {
-        std::fs::create_dir_all(dir).map_err(|source| PrepareError::CreateDir { path: dir.clone(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| PrepareError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
     }
     for file in &prep.credential_files {
         touch_nofollow(file)?;
     }
-    let selection = PatchSelection { enabled: prep.patch_enabled.as_ref(), disabled: prep.patch_disabled.as_ref() };
-    Ok(apply_shared_config_patches(roster, &prep.mounts_base, &selection, location)?)
+    let selection = PatchSelection {
+        enabled: prep.patch_enabled.as_ref(),
+        disabled: prep.patch_disabled.as_ref(),
+    };
+    Ok(apply_shared_config_patches(
+        roster,
+        &prep.mounts_base,
+        &selection,
+        location,
+    )?)
 }
 
 /// Creates `path` empty if missing, never through a symlink, never truncating.
 fn touch_nofollow(path: &Path) -> Result<(), PrepareError> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| PrepareError::CreateDir { path: parent.to_path_buf(), source })?;
+        std::fs::create_dir_all(parent).map_err(|source| PrepareError::CreateDir {
+            path: parent.to_path_buf(),
+            source,
+        })?;
     }
     match std::fs::OpenOptions::new()
         .write(true)
@@ -318,10 +359,18 @@ fn touch_nofollow(path: &Path) -> Result<(), PrepareError> {
     {
         Ok(_) => Ok(()),
         Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
-            Err(PrepareError::CredentialSymlink { path: path.to_path_buf() })
+            Err(PrepareError::CredentialSymlink {
+                path: path.to_path_buf(),
+            })
         }
-        Err(e) if e.kind() == ErrorKind::IsADirectory => Err(PrepareError::CredentialFile { path: path.to_path_buf(), source: e }),
-        Err(source) => Err(PrepareError::CredentialFile { path: path.to_path_buf(), source }),
+        Err(e) if e.kind() == ErrorKind::IsADirectory => Err(PrepareError::CredentialFile {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+        Err(source) => Err(PrepareError::CredentialFile {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -335,7 +384,9 @@ pub fn detect_host_timezone() -> Option<String> {
     }
     let target = std::fs::read_link("/etc/localtime").ok()?;
     let text = target.to_string_lossy();
-    text.split_once("zoneinfo/").map(|(_, zone)| zone.to_string()).filter(|z| !z.is_empty())
+    text.split_once("zoneinfo/")
+        .map(|(_, zone)| zone.to_string())
+        .filter(|z| !z.is_empty())
 }
 
 #[cfg(test)]

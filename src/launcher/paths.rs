@@ -104,7 +104,9 @@ impl HostPaths {
 }
 
 fn home(vars: &dyn VarSource) -> PathBuf {
-    vars.var("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+    vars.var("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 fn expand_home(value: &str, vars: &dyn VarSource) -> PathBuf {
@@ -169,10 +171,16 @@ impl LayeredConfig {
     pub fn load(files: &[PathBuf]) -> Self {
         let mut merged = LayeredConfig::default();
         for file in files {
-            let Ok(text) = std::fs::read_to_string(file) else { continue };
-            let Ok(Value::Mapping(top)) = serde_norway::from_str::<Value>(&text) else { continue };
+            let Ok(text) = std::fs::read_to_string(file) else {
+                continue;
+            };
+            let Ok(Value::Mapping(top)) = serde_norway::from_str::<Value>(&text) else {
+                continue;
+            };
             for (section, body) in top {
-                let (Value::String(section), Value::Mapping(body)) = (section, body) else { continue };
+                let (Value::String(section), Value::Mapping(body)) = (section, body) else {
+                    continue;
+                };
                 let entry = merged.sections.entry(section).or_default();
                 for (key, value) in body {
                     if let Value::String(key) = key {
@@ -210,18 +218,36 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> FixedEnv {
         FixedEnv {
-            vars: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            vars: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             root: false,
         }
     }
 
     #[test]
     fn defaults_follow_home_and_xdg_layout() {
-        let paths = HostPaths::resolve(&env(&[("HOME", "/h"), ("TEROK_CONFIG_FILE", "/nonexistent.yml")]));
-        assert_eq!(paths.user_agents_dir, PathBuf::from("/h/.config/terok/agent/agents"));
-        assert_eq!(paths.vault_dir, PathBuf::from("/h/.local/share/terok/vault"));
-        assert_eq!(paths.mounts_dir, PathBuf::from("/h/.local/share/terok/sandbox-live/mounts"));
-        assert_eq!(paths.routes_path(), PathBuf::from("/h/.local/share/terok/vault/routes.json"));
+        let paths = HostPaths::resolve(&env(&[
+            ("HOME", "/h"),
+            ("TEROK_CONFIG_FILE", "/nonexistent.yml"),
+        ]));
+        assert_eq!(
+            paths.user_agents_dir,
+            PathBuf::from("/h/.config/terok/agent/agents")
+        );
+        assert_eq!(
+            paths.vault_dir,
+            PathBuf::from("/h/.local/share/terok/vault")
+        );
+        assert_eq!(
+            paths.mounts_dir,
+            PathBuf::from("/h/.local/share/terok/sandbox-live/mounts")
+        );
+        assert_eq!(
+            paths.routes_path(),
+            PathBuf::from("/h/.local/share/terok/vault/routes.json")
+        );
     }
 
     #[test]
@@ -235,7 +261,10 @@ mod tests {
         ]));
         assert_eq!(paths.vault_dir, PathBuf::from("/v"));
         assert_eq!(paths.mounts_dir, PathBuf::from("/r/sandbox-live/mounts"));
-        assert_eq!(paths.user_agents_dir, PathBuf::from("/c/terok/agent/agents"));
+        assert_eq!(
+            paths.user_agents_dir,
+            PathBuf::from("/c/terok/agent/agents")
+        );
     }
 
     #[test]
@@ -252,7 +281,10 @@ mod tests {
         let mut vars = env(&[("HOME", "/root"), ("TEROK_CONFIG_FILE", "/nonexistent.yml")]);
         vars.root = true;
         let paths = HostPaths::resolve(&vars);
-        assert_eq!(paths.user_agents_dir, PathBuf::from("/etc/terok/agent/agents"));
+        assert_eq!(
+            paths.user_agents_dir,
+            PathBuf::from("/etc/terok/agent/agents")
+        );
         assert_eq!(paths.vault_dir, PathBuf::from("/var/lib/terok/vault"));
     }
 
@@ -261,7 +293,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.yml");
         std::fs::write(&file, "paths:\n  root: /from-config\n").unwrap();
-        let paths = HostPaths::resolve(&env(&[("HOME", "/h"), ("TEROK_CONFIG_FILE", file.to_str().unwrap())]));
+        let paths = HostPaths::resolve(&env(&[
+            ("HOME", "/h"),
+            ("TEROK_CONFIG_FILE", file.to_str().unwrap()),
+        ]));
         assert_eq!(paths.vault_dir, PathBuf::from("/from-config/vault"));
     }
 
@@ -282,6 +317,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.yml");
         std::fs::write(&a, "services: [unclosed\n").unwrap();
-        assert!(LayeredConfig::load(&[a]).value("services", "mode").is_none());
+        assert!(LayeredConfig::load(&[a])
+            .value("services", "mode")
+            .is_none());
     }
 }

@@ -57,8 +57,15 @@ pub enum RosterError {
     #[error("agent '{agent}' declares depends_on '{dependency}', which has no install: section in the roster")]
     MissingDependency { agent: String, dependency: String },
     /// Two providers ask for different values of the same auto-approve variable.
-    #[error("conflicting auto_approve env for '{key}': '{first}' vs '{second}' (provider '{provider}')")]
-    AutoApproveConflict { key: String, first: String, second: String, provider: String },
+    #[error(
+        "conflicting auto_approve env for '{key}': '{first}' vs '{second}' (provider '{provider}')"
+    )]
+    AutoApproveConflict {
+        key: String,
+        first: String,
+        second: String,
+        provider: String,
+    },
     /// A name that is not an agent in the roster.
     #[error("unknown agent '{name}'; available: {available}")]
     UnknownAgent { name: String, available: String },

@@ -38,7 +38,10 @@ pub fn load_roster(user_dir: Option<&Path>) -> Result<Roster, RosterError> {
 }
 
 /// Loads a roster from explicit bundled texts; used by tests and [`load_roster`].
-pub fn load_roster_from(bundled: &[(&str, &str)], user_dir: Option<&Path>) -> Result<Roster, RosterError> {
+pub fn load_roster_from(
+    bundled: &[(&str, &str)],
+    user_dir: Option<&Path>,
+) -> Result<Roster, RosterError> {
     let mut warnings = Vec::new();
     let mut bundled_layers: BTreeMap<String, Layer> = BTreeMap::new();
     for (name, text) in bundled {
@@ -50,12 +53,16 @@ pub fn load_roster_from(bundled: &[(&str, &str)], user_dir: Option<&Path>) -> Re
     let mut user_layers: BTreeMap<String, Layer> = BTreeMap::new();
     if let Some(dir) = user_dir {
         for path in user_files(dir)? {
-            let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(String::from) else { continue };
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(String::from) else {
+                continue;
+            };
             let file = path.display().to_string();
             let text = match std::fs::read_to_string(&path) {
                 Ok(t) => t,
                 Err(e) => {
-                    warnings.push(format!("warning [roster]: cannot read user agent file {file}: {e}"));
+                    warnings.push(format!(
+                        "warning [roster]: cannot read user agent file {file}: {e}"
+                    ));
                     continue;
                 }
             };
@@ -95,7 +102,12 @@ fn user_files(dir: &Path) -> Result<Vec<PathBuf>, RosterError> {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(Vec::new()),
-        Err(source) => return Err(RosterError::ReadDir { path: dir.to_path_buf(), source }),
+        Err(source) => {
+            return Err(RosterError::ReadDir {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
     };
     let mut files: Vec<PathBuf> = read
         .filter_map(|e| e.ok())
@@ -111,11 +123,15 @@ fn parse_layer(name: &str, text: &str, file: &str, warnings: &mut Vec<String>) -
     let value: Value = match serde_norway::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            warnings.push(format!("warning [roster]: failed to parse {file}: {e}; skipping it"));
+            warnings.push(format!(
+                "warning [roster]: failed to parse {file}: {e}; skipping it"
+            ));
             return None;
         }
     };
-    let Value::Mapping(mut data) = value else { return None };
+    let Value::Mapping(mut data) = value else {
+        return None;
+    };
     if data.is_empty() {
         return None;
     }
@@ -151,7 +167,9 @@ fn check_version(name: &str, declared: &Value, file: &str, warnings: &mut Vec<St
 }
 
 fn render_scalar(v: &Value) -> String {
-    serde_norway::to_string(v).map(|s| s.trim_end().to_string()).unwrap_or_else(|_| "?".into())
+    serde_norway::to_string(v)
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 #[cfg(test)]
@@ -174,8 +192,15 @@ mod tests {
     #[test]
     fn user_override_is_deep_merged() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "a.yaml", "label: Override\nauto_approve: {flags: [_inherit, --more]}\n");
-        let bundled = [("a", "kind: native\nlabel: Base\nbinary: abin\nauto_approve: {flags: [--yolo]}\n")];
+        write(
+            dir.path(),
+            "a.yaml",
+            "label: Override\nauto_approve: {flags: [_inherit, --more]}\n",
+        );
+        let bundled = [(
+            "a",
+            "kind: native\nlabel: Base\nbinary: abin\nauto_approve: {flags: [--yolo]}\n",
+        )];
         let roster = load_roster_from(&bundled, Some(dir.path())).unwrap();
         let p = &roster.providers()["a"];
         assert_eq!(p.label, "Override");
@@ -189,7 +214,10 @@ mod tests {
         write(dir.path(), "a.yaml", "label: [unclosed\n");
         let roster = load_roster_from(&[("a", "label: Base\n")], Some(dir.path())).unwrap();
         assert_eq!(roster.providers()["a"].label, "Base");
-        assert!(roster.warnings.iter().any(|w| w.contains("failed to parse") && w.contains("a.yaml")));
+        assert!(roster
+            .warnings
+            .iter()
+            .any(|w| w.contains("failed to parse") && w.contains("a.yaml")));
     }
 
     #[test]
@@ -198,14 +226,26 @@ mod tests {
         write(dir.path(), "a.yaml", "lable: typo\n");
         let err = load_roster_from(&[("a", "label: Base\n")], Some(dir.path())).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains(&dir.path().join("a.yaml").display().to_string()), "{text}");
-        assert!(text.contains("'lable'") && text.contains("did you mean 'label'"), "{text}");
+        assert!(
+            text.contains(&dir.path().join("a.yaml").display().to_string()),
+            "{text}"
+        );
+        assert!(
+            text.contains("'lable'") && text.contains("did you mean 'label'"),
+            "{text}"
+        );
     }
 
     #[test]
     fn roster_version_is_stripped_and_future_versions_warn() {
-        let roster = load_roster_from(&[("a", "roster_version: 1\nkind: tool\n"), ("b", "roster_version: 7\nkind: tool\n")], None)
-            .unwrap();
+        let roster = load_roster_from(
+            &[
+                ("a", "roster_version: 1\nkind: tool\n"),
+                ("b", "roster_version: 7\nkind: tool\n"),
+            ],
+            None,
+        )
+        .unwrap();
         assert_eq!(roster.all_names(), ["a", "b"]);
         assert_eq!(roster.warnings.len(), 1);
         assert!(roster.warnings[0].contains("roster_version=7"));
@@ -220,8 +260,16 @@ mod tests {
 
     #[test]
     fn metadata_only_and_empty_files_are_skipped() {
-        let roster = load_roster_from(&[("a", "roster_version: 1\n"), ("b", ""), ("c", "- a list\n"), ("d", "kind: tool\n")], None)
-            .unwrap();
+        let roster = load_roster_from(
+            &[
+                ("a", "roster_version: 1\n"),
+                ("b", ""),
+                ("c", "- a list\n"),
+                ("d", "kind: tool\n"),
+            ],
+            None,
+        )
+        .unwrap();
         assert_eq!(roster.all_names(), ["d"]);
         assert_eq!(roster.warnings.len(), 1);
         assert!(roster.warnings[0].contains("metadata-only"));
@@ -230,7 +278,8 @@ mod tests {
     #[test]
     fn missing_user_dir_is_fine() {
         let dir = tempfile::tempdir().unwrap();
-        let roster = load_roster_from(&[("a", "kind: tool\n")], Some(&dir.path().join("absent"))).unwrap();
+        let roster =
+            load_roster_from(&[("a", "kind: tool\n")], Some(&dir.path().join("absent"))).unwrap();
         assert_eq!(roster.all_names(), ["a"]);
     }
 

@@ -65,7 +65,11 @@ fn merge_value(base: Option<&Value>, over: &Value) -> Option<Value> {
     match (over, base) {
         (Value::Mapping(o), Some(Value::Mapping(b))) => {
             let inherit_flag = o.get(INHERIT) == Some(&Value::Bool(true));
-            let o = if inherit_flag { strip_inherit_flag(o) } else { o.clone() };
+            let o = if inherit_flag {
+                strip_inherit_flag(o)
+            } else {
+                o.clone()
+            };
             Some(Value::Mapping(deep_merge(b, &o)))
         }
         (Value::Sequence(o), Some(Value::Sequence(b))) => {
@@ -114,7 +118,10 @@ mod tests {
 
     #[test]
     fn bare_inherit_string_keeps_base_value() {
-        let got = deep_merge(&map("a: [1, 2]\nb: x"), &map("a: _inherit\nb: _inherit\nc: _inherit"));
+        let got = deep_merge(
+            &map("a: [1, 2]\nb: x"),
+            &map("a: _inherit\nb: _inherit\nc: _inherit"),
+        );
         assert_eq!(got, map("a: [1, 2]\nb: x"));
     }
 
@@ -132,7 +139,10 @@ mod tests {
 
     #[test]
     fn mapping_inherit_flag_overlays_and_is_stripped() {
-        let got = deep_merge(&map("env: {A: '1', B: '2'}"), &map("env: {_inherit: true, B: '3'}"));
+        let got = deep_merge(
+            &map("env: {A: '1', B: '2'}"),
+            &map("env: {_inherit: true, B: '3'}"),
+        );
         assert_eq!(got, map("env: {A: '1', B: '3'}"));
     }
 

@@ -92,40 +92,64 @@ impl Roster {
         let mut r = Roster::default();
         let mut seen_mounts: IndexMap<String, MountDef> = IndexMap::new();
         for (name, spec) in entries {
-            let label = spec.label.clone().filter(|l| !l.is_empty()).unwrap_or_else(|| name.clone());
+            let label = spec
+                .label
+                .clone()
+                .filter(|l| !l.is_empty())
+                .unwrap_or_else(|| name.clone());
             let is_agent = spec.kind.is_agent();
-            r.entries.insert(name.clone(), EntrySummary { name: name.clone(), kind: spec.kind, label: label.clone() });
+            r.entries.insert(
+                name.clone(),
+                EntrySummary {
+                    name: name.clone(),
+                    kind: spec.kind,
+                    label: label.clone(),
+                },
+            );
             if spec.kind != AgentKind::Runtime {
                 r.all_names.push(name.clone());
             }
             if is_agent {
                 r.agent_names.push(name.clone());
-                r.providers.insert(name.clone(), project_provider(&name, &label, &spec));
+                r.providers
+                    .insert(name.clone(), project_provider(&name, &label, &spec));
             }
-            let credential_file = spec.vault.as_ref().map(|v| v.credential_file.clone()).unwrap_or_default();
+            let credential_file = spec
+                .vault
+                .as_ref()
+                .map(|v| v.credential_file.clone())
+                .unwrap_or_default();
             let auth = match &spec.auth {
                 Some(a) => Some(project_auth(&name, &label, a)),
                 None if is_agent => derive_opencode_auth(&name, &label, &spec),
                 None => None,
             };
             if let Some(auth) = auth {
-                seen_mounts.entry(auth.host_dir.clone()).or_insert_with(|| MountDef {
-                    host_dir: auth.host_dir.clone(),
-                    container_path: auth.container_mount.clone(),
-                    label: format!("{} config", auth.label),
-                    credential_file,
-                    provider: name.clone(),
-                });
+                seen_mounts
+                    .entry(auth.host_dir.clone())
+                    .or_insert_with(|| MountDef {
+                        host_dir: auth.host_dir.clone(),
+                        container_path: auth.container_mount.clone(),
+                        label: format!("{} config", auth.label),
+                        credential_file,
+                        provider: name.clone(),
+                    });
                 r.auth_providers.insert(name.clone(), auth);
             }
             for m in &spec.mounts {
-                seen_mounts.entry(m.host_dir.clone()).or_insert_with(|| MountDef {
-                    host_dir: m.host_dir.clone(),
-                    container_path: m.container_path.clone(),
-                    label: m.label.clone().filter(|l| !l.is_empty()).unwrap_or_else(|| name.clone()),
-                    credential_file: String::new(),
-                    provider: String::new(),
-                });
+                seen_mounts
+                    .entry(m.host_dir.clone())
+                    .or_insert_with(|| MountDef {
+                        host_dir: m.host_dir.clone(),
+                        container_path: m.container_path.clone(),
+                        label: m
+                            .label
+                            .clone()
+                            .filter(|l| !l.is_empty())
+                            .unwrap_or_else(|| name.clone()),
+                        credential_file: String::new(),
+                        provider: String::new(),
+                    });
             }
             if let Some(v) = &spec.vault {
                 r.vault_routes.insert(name.clone(), project_vault(&name, v));
@@ -134,7 +158,11 @@ impl Roster {
                 r.sidecars.insert(
                     name.clone(),
                     SidecarSpec {
-                        tool_name: s.tool_name.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| name.clone()),
+                        tool_name: s
+                            .tool_name
+                            .clone()
+                            .filter(|t| !t.is_empty())
+                            .unwrap_or_else(|| name.clone()),
                         env_map: s.env_map.clone(),
                     },
                 );
@@ -150,7 +178,13 @@ impl Roster {
                 );
             }
             if let Some(h) = &spec.help {
-                r.helps.insert(name.clone(), HelpSpec { label: h.label.clone(), section: h.section });
+                r.helps.insert(
+                    name.clone(),
+                    HelpSpec {
+                        label: h.label.clone(),
+                        section: h.section,
+                    },
+                );
             }
             if spec.web_ingress {
                 r.web_ingress.insert(name.clone());
@@ -221,12 +255,18 @@ impl Roster {
     }
 
     /// The agent to run: `name`, else `default_agent`, else `claude`.
-    pub fn provider(&self, name: Option<&str>, default_agent: Option<&str>) -> Result<&AgentProvider, RosterError> {
+    pub fn provider(
+        &self,
+        name: Option<&str>,
+        default_agent: Option<&str>,
+    ) -> Result<&AgentProvider, RosterError> {
         let wanted = name.or(default_agent).unwrap_or("claude");
-        self.providers.get(wanted).ok_or_else(|| RosterError::UnknownAgent {
-            name: wanted.to_string(),
-            available: self.agent_names.join(", "),
-        })
+        self.providers
+            .get(wanted)
+            .ok_or_else(|| RosterError::UnknownAgent {
+                name: wanted.to_string(),
+                available: self.agent_names.join(", "),
+            })
     }
 
     /// Expands a selection through `install.depends_on`; the result is sorted.
@@ -235,10 +275,17 @@ impl Roster {
             Selection::All => self.installs.keys().cloned().collect(),
             Selection::Names(n) => n.iter().cloned().collect(),
         };
-        let unknown: Vec<&String> = seed.iter().filter(|n| !self.installs.contains_key(*n)).collect();
+        let unknown: Vec<&String> = seed
+            .iter()
+            .filter(|n| !self.installs.contains_key(*n))
+            .collect();
         if !unknown.is_empty() {
             return Err(RosterError::UnknownSelection {
-                unknown: unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                unknown: unknown
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 available: self.installs.keys().cloned().collect::<Vec<_>>().join(", "),
             });
         }
@@ -248,10 +295,15 @@ impl Roster {
             if !resolved.insert(name.clone()) {
                 continue;
             }
-            let Some(spec) = self.installs.get(&name) else { continue };
+            let Some(spec) = self.installs.get(&name) else {
+                continue;
+            };
             for dep in &spec.depends_on {
                 if !self.installs.contains_key(dep) {
-                    return Err(RosterError::MissingDependency { agent: name.clone(), dependency: dep.clone() });
+                    return Err(RosterError::MissingDependency {
+                        agent: name.clone(),
+                        dependency: dep.clone(),
+                    });
                 }
                 if !resolved.contains(dep) {
                     stack.push(dep.clone());
@@ -302,9 +354,19 @@ fn project_provider(name: &str, label: &str, spec: &RawAgent) -> AgentProvider {
     AgentProvider {
         name: name.to_string(),
         label: label.to_string(),
-        binary: spec.binary.clone().filter(|b| !b.is_empty()).unwrap_or_else(|| name.to_string()),
-        git_author_name: gi.name.filter(|s| !s.is_empty()).unwrap_or_else(|| capitalize(name)),
-        git_author_email: gi.email.filter(|s| !s.is_empty()).unwrap_or_else(|| format!("noreply@{name}.ai")),
+        binary: spec
+            .binary
+            .clone()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| name.to_string()),
+        git_author_name: gi
+            .name
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| capitalize(name)),
+        git_author_email: gi
+            .email
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("noreply@{name}.ai")),
         headless_subcommand: hl.subcommand,
         prompt_flag: hl.prompt_flag,
         auto_approve_env: aa.env,
@@ -338,7 +400,10 @@ fn project_provider(name: &str, label: &str, spec: &RawAgent) -> AgentProvider {
 fn capitalize(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
-        Some(c) => c.to_uppercase().chain(chars.flat_map(char::to_lowercase)).collect(),
+        Some(c) => c
+            .to_uppercase()
+            .chain(chars.flat_map(char::to_lowercase))
+            .collect(),
         None => String::new(),
     }
 }

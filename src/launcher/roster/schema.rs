@@ -34,7 +34,10 @@ pub enum AgentKind {
 impl AgentKind {
     /// Whether entries of this kind are agents (have a provider).
     pub fn is_agent(self) -> bool {
-        matches!(self, AgentKind::Native | AgentKind::Opencode | AgentKind::Bridge)
+        matches!(
+            self,
+            AgentKind::Native | AgentKind::Opencode | AgentKind::Bridge
+        )
     }
 
     /// The kind as written in YAML.
@@ -306,7 +309,9 @@ where
         Some(v) => match OneOrMany::deserialize(v) {
             Ok(OneOrMany::One(s)) => Ok(vec![s]),
             Ok(OneOrMany::Many(v)) => Ok(v),
-            Err(_) => Err(serde::de::Error::custom("expected a string or a list of strings")),
+            Err(_) => Err(serde::de::Error::custom(
+                "expected a string or a list of strings",
+            )),
         },
     }
 }

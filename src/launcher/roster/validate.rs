@@ -44,10 +44,17 @@ fn render(path: &[Segment]) -> String {
 }
 
 /// Validates `merged` as the entry `agent`.
-pub fn validate_entry(agent: &str, merged: &Mapping, sources: &EntrySources<'_>) -> Result<RawAgent, SchemaError> {
+pub fn validate_entry(
+    agent: &str,
+    merged: &Mapping,
+    sources: &EntrySources<'_>,
+) -> Result<RawAgent, SchemaError> {
     if let Some(Value::Mapping(vault)) = merged.get("vault") {
         if vault.contains_key("socket_path") {
-            let path = vec![Segment::Key("vault".into()), Segment::Key("socket_path".into())];
+            let path = vec![
+                Segment::Key("vault".into()),
+                Segment::Key("socket_path".into()),
+            ];
             return Err(schema_error(
                 agent,
                 sources,
@@ -136,7 +143,10 @@ fn describe(raw: &str, path: &mut Vec<Segment>) -> (String, Option<String>, bool
         let expected = backticked(rest.get(variant.len() + 1..).unwrap_or_default());
         let suggestion = closest(&variant, &expected);
         return (
-            format!("invalid value '{variant}'; expected one of: {}", expected.join(", ")),
+            format!(
+                "invalid value '{variant}'; expected one of: {}",
+                expected.join(", ")
+            ),
             suggestion,
             true,
         );
@@ -159,7 +169,11 @@ fn lowercase_first(s: &str) -> String {
 }
 
 fn backticked(text: &str) -> Vec<String> {
-    text.split('`').skip(1).step_by(2).map(String::from).collect()
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(String::from)
+        .collect()
 }
 
 /// The candidate nearest to `word`, if it is plausibly a typo of it.
@@ -181,9 +195,17 @@ fn blame(sources: &EntrySources<'_>, path: &[Segment], key_present: bool) -> Str
         return user_file.clone();
     };
     // For a missing key, the section that lacks it is what was written.
-    let probe = if key_present { path } else { &path[..path.len().saturating_sub(1)] };
+    let probe = if key_present {
+        path
+    } else {
+        &path[..path.len().saturating_sub(1)]
+    };
     if probe.is_empty() {
-        return if key_present { bundled } else { user_file.clone() };
+        return if key_present {
+            bundled
+        } else {
+            user_file.clone()
+        };
     }
     let mut current = Value::Mapping((*user_map).clone());
     for seg in probe {
@@ -213,7 +235,10 @@ mod tests {
     }
 
     fn bundled_only() -> EntrySources<'static> {
-        EntrySources { bundled: Some("bundled.yaml".into()), user: None }
+        EntrySources {
+            bundled: Some("bundled.yaml".into()),
+            user: None,
+        }
     }
 
     #[test]
@@ -227,16 +252,24 @@ mod tests {
 
     #[test]
     fn unknown_nested_key_has_full_path() {
-        let err = validate_entry("x", &map("vault: {route_prefix: a, upstream: b, oauth_refesh: {}}"), &bundled_only())
-            .unwrap_err();
+        let err = validate_entry(
+            "x",
+            &map("vault: {route_prefix: a, upstream: b, oauth_refesh: {}}"),
+            &bundled_only(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "vault.oauth_refesh");
         assert_eq!(err.suggestion.as_deref(), Some("oauth_refresh"));
     }
 
     #[test]
     fn unknown_key_inside_list_element_has_index() {
-        let err = validate_entry("x", &map("mounts: [{host_dir: a, container_path: b, lable: c}]"), &bundled_only())
-            .unwrap_err();
+        let err = validate_entry(
+            "x",
+            &map("mounts: [{host_dir: a, container_path: b, lable: c}]"),
+            &bundled_only(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "mounts[0].lable");
         assert_eq!(err.suggestion.as_deref(), Some("label"));
     }
@@ -246,8 +279,12 @@ mod tests {
         let err = validate_entry("x", &map("kind: tol"), &bundled_only()).unwrap_err();
         assert_eq!(err.key, "kind");
         assert_eq!(err.suggestion.as_deref(), Some("tool"));
-        let err = validate_entry("x", &map("auth: {host_dir: a, container_mount: b, modes: [oath]}"), &bundled_only())
-            .unwrap_err();
+        let err = validate_entry(
+            "x",
+            &map("auth: {host_dir: a, container_mount: b, modes: [oath]}"),
+            &bundled_only(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "auth.modes[0]");
         assert_eq!(err.suggestion.as_deref(), Some("oauth"));
     }
@@ -268,8 +305,12 @@ mod tests {
 
     #[test]
     fn legacy_socket_path_is_rejected_with_its_own_message() {
-        let err = validate_entry("x", &map("vault: {route_prefix: a, upstream: b, socket_path: /x}"), &bundled_only())
-            .unwrap_err();
+        let err = validate_entry(
+            "x",
+            &map("vault: {route_prefix: a, upstream: b, socket_path: /x}"),
+            &bundled_only(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "vault.socket_path");
         assert!(err.message.contains("no longer configurable"));
     }
@@ -277,7 +318,10 @@ mod tests {
     #[test]
     fn user_file_is_blamed_for_keys_it_wrote() {
         let user = map("vault: {upstrem: x}");
-        let sources = EntrySources { bundled: Some("b.yaml".into()), user: Some(("u.yaml".into(), &user)) };
+        let sources = EntrySources {
+            bundled: Some("b.yaml".into()),
+            user: Some(("u.yaml".into(), &user)),
+        };
         let merged = map("vault: {route_prefix: a, upstream: b, upstrem: x}");
         let err = validate_entry("x", &merged, &sources).unwrap_err();
         assert_eq!(err.file, "u.yaml");
@@ -287,7 +331,10 @@ mod tests {
     #[test]
     fn bundled_file_is_blamed_for_keys_the_user_did_not_touch() {
         let user = map("label: Mine");
-        let sources = EntrySources { bundled: Some("b.yaml".into()), user: Some(("u.yaml".into(), &user)) };
+        let sources = EntrySources {
+            bundled: Some("b.yaml".into()),
+            user: Some(("u.yaml".into(), &user)),
+        };
         let err = validate_entry("x", &map("label: Mine\nkind: tol"), &sources).unwrap_err();
         assert_eq!(err.file, "b.yaml");
     }
@@ -295,7 +342,10 @@ mod tests {
     #[test]
     fn user_deleting_a_required_key_is_blamed() {
         let user = map("vault: {route_prefix: ~}");
-        let sources = EntrySources { bundled: Some("b.yaml".into()), user: Some(("u.yaml".into(), &user)) };
+        let sources = EntrySources {
+            bundled: Some("b.yaml".into()),
+            user: Some(("u.yaml".into(), &user)),
+        };
         let err = validate_entry("x", &map("vault: {upstream: b}"), &sources).unwrap_err();
         assert_eq!(err.file, "u.yaml");
         assert_eq!(err.key, "vault.route_prefix");
@@ -303,19 +353,29 @@ mod tests {
 
     #[test]
     fn install_depends_on_accepts_string_or_list() {
-        let raw = validate_entry("x", &map("install: {depends_on: caddy}"), &bundled_only()).unwrap();
+        let raw =
+            validate_entry("x", &map("install: {depends_on: caddy}"), &bundled_only()).unwrap();
         assert_eq!(raw.install.unwrap().depends_on, vec!["caddy"]);
-        let raw = validate_entry("x", &map("install: {depends_on: [a, b]}"), &bundled_only()).unwrap();
+        let raw =
+            validate_entry("x", &map("install: {depends_on: [a, b]}"), &bundled_only()).unwrap();
         assert_eq!(raw.install.unwrap().depends_on, vec!["a", "b"]);
     }
 
     #[test]
     fn null_post_capture_state_becomes_empty() {
-        let raw = validate_entry("x", &map("auth: {host_dir: a, container_mount: b, post_capture_state: ~}"), &bundled_only())
-            .unwrap();
+        let raw = validate_entry(
+            "x",
+            &map("auth: {host_dir: a, container_mount: b, post_capture_state: ~}"),
+            &bundled_only(),
+        )
+        .unwrap();
         assert!(raw.auth.unwrap().post_capture_state.is_empty());
-        let err = validate_entry("x", &map("auth: {host_dir: a, container_mount: b, post_capture_state: {f: 1}}"), &bundled_only())
-            .unwrap_err();
+        let err = validate_entry(
+            "x",
+            &map("auth: {host_dir: a, container_mount: b, post_capture_state: {f: 1}}"),
+            &bundled_only(),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "auth.post_capture_state.f");
     }
 }

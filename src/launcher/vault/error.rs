@@ -57,6 +57,9 @@ impl ConfigPatchError {
     /// Path-safety refusals and unparsable files already name the file and are
     /// the errors callers match on.
     pub fn is_direct(&self) -> bool {
-        !matches!(self, ConfigPatchError::Io { .. } | ConfigPatchError::InvalidSpec(_))
+        !matches!(
+            self,
+            ConfigPatchError::Io { .. } | ConfigPatchError::InvalidSpec(_)
+        )
     }
 }

@@ -21,7 +21,8 @@ use crate::launcher::roster::Roster;
 /// The access token written into an injected Claude `.credentials.json`.
 pub const PHANTOM_CREDENTIALS_MARKER: &str = "terok-proxy-phantom-token:vault-handles-real-auth";
 /// The tokens written into an injected Codex `auth.json`.
-pub const CODEX_SHARED_OAUTH_MARKER: &str = "terok-proxy-codex-oauth-marker:vault-handles-real-auth";
+pub const CODEX_SHARED_OAUTH_MARKER: &str =
+    "terok-proxy-codex-oauth-marker:vault-handles-real-auth";
 
 /// A credential file holding what looks like a real secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,13 +52,18 @@ fn truthy(v: Option<&Value>) -> bool {
 
 /// Whether `data` is a Claude credentials file the launcher injected.
 pub fn is_injected_claude_credentials(data: &Value) -> bool {
-    let Some(oauth) = data.get("claudeAiOauth").and_then(Value::as_object) else { return false };
-    oauth.get("accessToken").and_then(Value::as_str) == Some(PHANTOM_CREDENTIALS_MARKER) && !truthy(oauth.get("refreshToken"))
+    let Some(oauth) = data.get("claudeAiOauth").and_then(Value::as_object) else {
+        return false;
+    };
+    oauth.get("accessToken").and_then(Value::as_str) == Some(PHANTOM_CREDENTIALS_MARKER)
+        && !truthy(oauth.get("refreshToken"))
 }
 
 /// Whether `data` is a Codex `auth.json` the launcher injected.
 pub fn is_injected_codex_auth(data: &Value) -> bool {
-    let Some(tokens) = data.get("tokens").and_then(Value::as_object) else { return false };
+    let Some(tokens) = data.get("tokens").and_then(Value::as_object) else {
+        return false;
+    };
     tokens.get("access_token").and_then(Value::as_str) == Some(CODEX_SHARED_OAUTH_MARKER)
         && tokens.get("refresh_token").and_then(Value::as_str) == Some(CODEX_SHARED_OAUTH_MARKER)
         && !truthy(data.get("OPENAI_API_KEY"))
@@ -65,7 +71,9 @@ pub fn is_injected_codex_auth(data: &Value) -> bool {
 
 fn is_injected(bytes: &[u8]) -> bool {
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(v @ Value::Object(_)) => is_injected_claude_credentials(&v) || is_injected_codex_auth(&v),
+        Ok(v @ Value::Object(_)) => {
+            is_injected_claude_credentials(&v) || is_injected_codex_auth(&v)
+        }
         _ => false,
     }
 }
@@ -85,12 +93,17 @@ fn check(path: &Path, base: &Path) -> Result<bool, String> {
     }
     let resolved = path.canonicalize().map_err(|e| e.to_string())?;
     if !resolved.starts_with(base) {
-        return Err(format!("resolves outside the mounts directory ({})", resolved.display()));
+        return Err(format!(
+            "resolves outside the mounts directory ({})",
+            resolved.display()
+        ));
     }
     if meta.len() == 0 {
         return Ok(false);
     }
-    let bytes = read_nofollow(path).map_err(|e| e.to_string())?.unwrap_or_default();
+    let bytes = read_nofollow(path)
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
     Ok(!bytes.is_empty() && !is_injected(&bytes))
 }
 
@@ -101,7 +114,9 @@ pub fn scan_leaked_credentials(roster: &Roster, mounts_base: &Path) -> ScanRepor
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => return report,
         Err(e) => {
-            report.warnings.push(format!("cannot scan {}: {e}", mounts_base.display()));
+            report
+                .warnings
+                .push(format!("cannot scan {}: {e}", mounts_base.display()));
             return report;
         }
     };
@@ -109,12 +124,22 @@ pub fn scan_leaked_credentials(roster: &Roster, mounts_base: &Path) -> ScanRepor
         if route.credential_file.is_empty() {
             continue;
         }
-        let Some(auth) = roster.auth_providers().get(name) else { continue };
-        let path = mounts_base.join(&auth.host_dir).join(&route.credential_file);
+        let Some(auth) = roster.auth_providers().get(name) else {
+            continue;
+        };
+        let path = mounts_base
+            .join(&auth.host_dir)
+            .join(&route.credential_file);
         match check(&path, &base) {
-            Ok(true) => report.leaks.push(Leak { provider: name.clone(), path }),
+            Ok(true) => report.leaks.push(Leak {
+                provider: name.clone(),
+                path,
+            }),
             Ok(false) => {}
-            Err(reason) => report.warnings.push(format!("could not scan {name}: {}: {reason}", path.display())),
+            Err(reason) => report.warnings.push(format!(
+                "could not scan {name}: {}: {reason}",
+                path.display()
+            )),
         }
     }
     report
@@ -122,16 +147,27 @@ pub fn scan_leaked_credentials(roster: &Roster, mounts_base: &Path) -> ScanRepor
 
 /// Deletes every leaked file found by a fresh scan; returns what was removed and the scan's warnings.
 pub fn clean_leaked_credentials(roster: &Roster, mounts_base: &Path) -> (Vec<Leak>, Vec<String>) {
-    let ScanReport { leaks, mut warnings } = scan_leaked_credentials(roster, mounts_base);
+    let ScanReport {
+        leaks,
+        mut warnings,
+    } = scan_leaked_credentials(roster, mounts_base);
     let mut removed = Vec::new();
     for leak in leaks {
         // Re-check right before unlinking; unlink itself never follows a symlink.
         match std::fs::symlink_metadata(&leak.path) {
             Ok(m) if m.is_file() => match std::fs::remove_file(&leak.path) {
                 Ok(()) => removed.push(leak),
-                Err(e) => warnings.push(format!("could not remove {}: {}: {e}", leak.provider, leak.path.display())),
+                Err(e) => warnings.push(format!(
+                    "could not remove {}: {}: {e}",
+                    leak.provider,
+                    leak.path.display()
+                )),
             },
-            _ => warnings.push(format!("could not remove {}: {} changed during the scan", leak.provider, leak.path.display())),
+            _ => warnings.push(format!(
+                "could not remove {}: {} changed during the scan",
+                leak.provider,
+                leak.path.display()
+            )),
         }
     }
     (removed, warnings)
@@ -158,11 +194,21 @@ mod tests {
     #[test]
     fn real_credentials_are_reported_and_empty_files_are_not() {
         let (dir, roster) = setup();
-        let claude = put(dir.path(), "_claude-config/.credentials.json", r#"{"claudeAiOauth":{"accessToken":"sk-real"}}"#);
+        let claude = put(
+            dir.path(),
+            "_claude-config/.credentials.json",
+            r#"{"claudeAiOauth":{"accessToken":"sk-real"}}"#,
+        );
         put(dir.path(), "_gh-config/hosts.yml", "");
         let gh = dir.path().join("_gh-config/hosts.yml");
         let report = scan_leaked_credentials(&roster, dir.path());
-        assert_eq!(report.leaks, [Leak { provider: "claude".into(), path: claude }]);
+        assert_eq!(
+            report.leaks,
+            [Leak {
+                provider: "claude".into(),
+                path: claude
+            }]
+        );
         assert!(report.warnings.is_empty());
         assert!(gh.exists());
     }
@@ -209,7 +255,14 @@ mod tests {
         symlink(outside.path(), dir.path().join("_gh-config")).unwrap();
         let report = scan_leaked_credentials(&roster, dir.path());
         assert!(report.leaks.is_empty());
-        assert!(report.warnings.iter().any(|w| w.contains("gh") && w.contains("outside")), "{:?}", report.warnings);
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains("gh") && w.contains("outside")),
+            "{:?}",
+            report.warnings
+        );
         clean_leaked_credentials(&roster, dir.path());
         assert!(victim.exists());
     }
@@ -219,7 +272,10 @@ mod tests {
         let (dir, roster) = setup();
         std::fs::create_dir_all(dir.path().join("_codex-config/auth.json")).unwrap();
         let report = scan_leaked_credentials(&roster, dir.path());
-        assert!(report.warnings.iter().any(|w| w.contains("codex") && w.contains("not a regular file")));
+        assert!(report
+            .warnings
+            .iter()
+            .any(|w| w.contains("codex") && w.contains("not a regular file")));
     }
 
     #[test]
@@ -228,7 +284,13 @@ mod tests {
         let leak = put(dir.path(), "_vibe-config/.env", "MISTRAL_API_KEY=real");
         let keep = put(dir.path(), "_vibe-config/config.toml", "a = 1");
         let (removed, warnings) = clean_leaked_credentials(&roster, dir.path());
-        assert_eq!(removed, [Leak { provider: "vibe".into(), path: leak.clone() }]);
+        assert_eq!(
+            removed,
+            [Leak {
+                provider: "vibe".into(),
+                path: leak.clone()
+            }]
+        );
         assert!(warnings.is_empty());
         assert!(!leak.exists() && keep.exists());
     }
@@ -236,6 +298,9 @@ mod tests {
     #[test]
     fn missing_mounts_dir_is_an_empty_scan() {
         let (dir, roster) = setup();
-        assert_eq!(scan_leaked_credentials(&roster, &dir.path().join("none")), ScanReport::default());
+        assert_eq!(
+            scan_leaked_credentials(&roster, &dir.path().join("none")),
+            ScanReport::default()
+        );
     }
 }

@@ -35,17 +35,24 @@ pub struct VaultLocation {
 impl VaultLocation {
     /// The socket-mode addresses.
     pub fn socket_mode() -> Self {
-        VaultLocation { url: format!("http://localhost:{LOOPBACK_VAULT_PORT}"), socket: CONTAINER_VAULT_SOCKET.into() }
+        VaultLocation {
+            url: format!("http://localhost:{LOOPBACK_VAULT_PORT}"),
+            socket: CONTAINER_VAULT_SOCKET.into(),
+        }
     }
 
     /// The TCP-mode addresses for a broker on host port `port`.
     pub fn tcp_mode(port: u16) -> Self {
-        VaultLocation { url: format!("http://host.containers.internal:{port}"), socket: LOOPBACK_BRIDGE_SOCKET.into() }
+        VaultLocation {
+            url: format!("http://host.containers.internal:{port}"),
+            socket: LOOPBACK_BRIDGE_SOCKET.into(),
+        }
     }
 
     /// Replaces `{vault_url}` and `{vault_socket}` in `text`.
     pub fn substitute(&self, text: &str) -> String {
-        text.replace("{vault_url}", &self.url).replace("{vault_socket}", &self.socket)
+        text.replace("{vault_url}", &self.url)
+            .replace("{vault_socket}", &self.socket)
     }
 }
 
@@ -65,7 +72,9 @@ pub fn services_mode(config: &LayeredConfig) -> (ServicesMode, Option<String>) {
         Some("tcp") => (ServicesMode::Tcp, None),
         Some(other) => (
             ServicesMode::Socket,
-            Some(format!("warning: invalid services.mode '{other}'; falling back to 'socket'")),
+            Some(format!(
+                "warning: invalid services.mode '{other}'; falling back to 'socket'"
+            )),
         ),
     }
 }
@@ -75,8 +84,14 @@ pub fn resolve_vault_location(config: &LayeredConfig) -> Result<VaultLocation, L
     match services_mode(config).0 {
         ServicesMode::Socket => Ok(VaultLocation::socket_mode()),
         ServicesMode::Tcp => {
-            let raw = config.string("vault", "port").ok_or(LocationError::TcpPortMissing)?;
-            let port: u16 = raw.parse().ok().filter(|p| *p != 0).ok_or(LocationError::InvalidPort(raw))?;
+            let raw = config
+                .string("vault", "port")
+                .ok_or(LocationError::TcpPortMissing)?;
+            let port: u16 = raw
+                .parse()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or(LocationError::InvalidPort(raw))?;
             Ok(VaultLocation::tcp_mode(port))
         }
     }
@@ -96,19 +111,29 @@ mod tests {
     #[test]
     fn socket_mode_is_the_default() {
         let loc = resolve_vault_location(&config("")).unwrap();
-        assert_eq!(loc, VaultLocation { url: "http://localhost:9419".into(), socket: "/run/terok/vault.sock".into() });
+        assert_eq!(
+            loc,
+            VaultLocation {
+                url: "http://localhost:9419".into(),
+                socket: "/run/terok/vault.sock".into()
+            }
+        );
     }
 
     #[test]
     fn tcp_mode_uses_the_configured_port() {
-        let loc = resolve_vault_location(&config("services: {mode: tcp}\nvault: {port: 18731}\n")).unwrap();
+        let loc = resolve_vault_location(&config("services: {mode: tcp}\nvault: {port: 18731}\n"))
+            .unwrap();
         assert_eq!(loc.url, "http://host.containers.internal:18731");
         assert_eq!(loc.socket, "/tmp/terok-vault.sock");
     }
 
     #[test]
     fn tcp_mode_without_port_is_an_error() {
-        assert!(matches!(resolve_vault_location(&config("services: {mode: tcp}\n")), Err(LocationError::TcpPortMissing)));
+        assert!(matches!(
+            resolve_vault_location(&config("services: {mode: tcp}\n")),
+            Err(LocationError::TcpPortMissing)
+        ));
         assert!(matches!(
             resolve_vault_location(&config("services: {mode: tcp}\nvault: {port: 99999}\n")),
             Err(LocationError::InvalidPort(_))
@@ -125,6 +150,9 @@ mod tests {
     #[test]
     fn substitution_replaces_both_tokens() {
         let loc = VaultLocation::tcp_mode(1);
-        assert_eq!(loc.substitute("{vault_url}/v1 {vault_socket}"), "http://host.containers.internal:1/v1 /tmp/terok-vault.sock");
+        assert_eq!(
+            loc.substitute("{vault_url}/v1 {vault_socket}"),
+            "http://host.containers.internal:1/v1 /tmp/terok-vault.sock"
+        );
     }
 }

@@ -55,13 +55,21 @@ pub struct ManagedConfig {
 
 impl ManagedConfig {
     /// Loads the record file of `shared_dir`; problems other than path safety read as empty.
-    pub fn load(shared_dir: &Path, warnings: &mut Vec<String>) -> Result<ManagedConfig, ConfigPatchError> {
+    pub fn load(
+        shared_dir: &Path,
+        warnings: &mut Vec<String>,
+    ) -> Result<ManagedConfig, ConfigPatchError> {
         let path = safe_config_path(shared_dir, MANAGED_CONFIG_FILENAME)?;
-        let Some(raw) = read_nofollow(&path)? else { return Ok(ManagedConfig::default()) };
+        let Some(raw) = read_nofollow(&path)? else {
+            return Ok(ManagedConfig::default());
+        };
         let value: Value = match serde_json::from_slice(&raw) {
             Ok(v) => v,
             Err(e) => {
-                warnings.push(format!("warning [vault-config]: failed to parse managed record {}: {e}", path.display()));
+                warnings.push(format!(
+                    "warning [vault-config]: failed to parse managed record {}: {e}",
+                    path.display()
+                ));
                 return Ok(ManagedConfig::default());
             }
         };
@@ -70,14 +78,22 @@ impl ManagedConfig {
 
     fn from_value(value: &Value) -> ManagedConfig {
         let mut out = ManagedConfig::default();
-        let Some(files) = value.get("files").and_then(Value::as_object) else { return out };
+        let Some(files) = value.get("files").and_then(Value::as_object) else {
+            return out;
+        };
         for (file, info) in files {
-            let Some(providers) = info.get("providers").and_then(Value::as_object) else { continue };
+            let Some(providers) = info.get("providers").and_then(Value::as_object) else {
+                continue;
+            };
             let mut by_provider = BTreeMap::new();
             for (provider, records) in providers {
-                let Some(list) = records.as_array() else { continue };
-                let parsed: Vec<Record> =
-                    list.iter().filter_map(|r| serde_json::from_value(r.clone()).ok()).collect();
+                let Some(list) = records.as_array() else {
+                    continue;
+                };
+                let parsed: Vec<Record> = list
+                    .iter()
+                    .filter_map(|r| serde_json::from_value(r.clone()).ok())
+                    .collect();
                 by_provider.insert(provider.clone(), parsed);
             }
             out.files.insert(file.clone(), by_provider);
@@ -87,7 +103,11 @@ impl ManagedConfig {
 
     /// The records `provider` owns in `file`.
     pub fn records(&self, file: &str, provider: &str) -> &[Record] {
-        self.files.get(file).and_then(|p| p.get(provider)).map(Vec::as_slice).unwrap_or(&[])
+        self.files
+            .get(file)
+            .and_then(|p| p.get(provider))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Replaces `provider`'s records for `file`; an empty list drops the provider.
@@ -109,7 +129,10 @@ impl ManagedConfig {
         for (file, providers) in &self.files {
             let mut p = Map::new();
             for (provider, records) in providers {
-                p.insert(provider.clone(), serde_json::to_value(records).unwrap_or(Value::Null));
+                p.insert(
+                    provider.clone(),
+                    serde_json::to_value(records).unwrap_or(Value::Null),
+                );
             }
             let mut info = Map::new();
             info.insert("providers".into(), Value::Object(p));
@@ -140,7 +163,12 @@ pub fn sort_keys(value: Value) -> Value {
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sort_keys(v))).collect())
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sort_keys(v)))
+                    .collect(),
+            )
         }
         Value::Array(items) => Value::Array(items.into_iter().map(sort_keys).collect()),
         other => other,
@@ -156,7 +184,13 @@ mod tests {
     fn records_serialise_in_the_contract_shape() {
         let mut m = ManagedConfig::default();
         let values = json!({"openai_base_url": "u/v1", "chatgpt_base_url": "u/backend-api/"});
-        m.set_records("config.toml", "codex", vec![Record::TomlTop { values: values.as_object().unwrap().clone() }]);
+        m.set_records(
+            "config.toml",
+            "codex",
+            vec![Record::TomlTop {
+                values: values.as_object().unwrap().clone(),
+            }],
+        );
         let parsed: Value = serde_json::from_str(&m.to_json()).unwrap();
         assert_eq!(
             parsed,
@@ -189,10 +223,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut warnings = Vec::new();
         std::fs::write(dir.path().join(MANAGED_CONFIG_FILENAME), "{not json").unwrap();
-        assert!(ManagedConfig::load(dir.path(), &mut warnings).unwrap().files.is_empty());
+        assert!(ManagedConfig::load(dir.path(), &mut warnings)
+            .unwrap()
+            .files
+            .is_empty());
         assert_eq!(warnings.len(), 1);
         std::fs::write(dir.path().join(MANAGED_CONFIG_FILENAME), r#"{"files": []}"#).unwrap();
-        assert!(ManagedConfig::load(dir.path(), &mut warnings).unwrap().files.is_empty());
+        assert!(ManagedConfig::load(dir.path(), &mut warnings)
+            .unwrap()
+            .files
+            .is_empty());
     }
 
     #[test]

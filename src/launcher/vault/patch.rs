@@ -32,9 +32,17 @@ use crate::launcher::roster::Roster;
 /// What a patch spec asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PatchOp {
-    YamlTop { values: Map<String, Json> },
-    TomlTop { values: Map<String, Json> },
-    TomlTable { table: String, match_: Map<String, Json>, values: Map<String, Json> },
+    YamlTop {
+        values: Map<String, Json>,
+    },
+    TomlTop {
+        values: Map<String, Json>,
+    },
+    TomlTable {
+        table: String,
+        match_: Map<String, Json>,
+        values: Map<String, Json>,
+    },
     /// A spec without `yaml_set` or `toml_set`: nothing to write.
     Nothing,
 }
@@ -47,10 +55,14 @@ pub struct PatchSpec {
 }
 
 fn spec_mapping(patch: &Mapping, key: &str) -> Result<Option<Map<String, Json>>, ConfigPatchError> {
-    let Some(value) = patch.get(key) else { return Ok(None) };
+    let Some(value) = patch.get(key) else {
+        return Ok(None);
+    };
     match serde_json::to_value(value) {
         Ok(Json::Object(m)) => Ok(Some(m)),
-        _ => Err(ConfigPatchError::InvalidSpec(format!("'{key}' must be a mapping with string keys"))),
+        _ => Err(ConfigPatchError::InvalidSpec(format!(
+            "'{key}' must be a mapping with string keys"
+        ))),
     }
 }
 
@@ -59,7 +71,11 @@ impl PatchSpec {
     pub fn parse(patch: &Mapping) -> Result<PatchSpec, ConfigPatchError> {
         let file = match patch.get("file") {
             Some(serde_norway::Value::String(f)) => f.clone(),
-            Some(_) => return Err(ConfigPatchError::InvalidSpec("'file' must be a string".into())),
+            Some(_) => {
+                return Err(ConfigPatchError::InvalidSpec(
+                    "'file' must be a string".into(),
+                ))
+            }
             None => return Err(ConfigPatchError::InvalidSpec("'file' is missing".into())),
         };
         let op = if let Some(values) = spec_mapping(patch, "yaml_set")? {
@@ -68,11 +84,20 @@ impl PatchSpec {
             match patch.get("toml_table") {
                 None => PatchOp::TomlTop { values },
                 Some(serde_norway::Value::String(table)) => {
-                    let match_ = spec_mapping(patch, "toml_match")?
-                        .ok_or_else(|| ConfigPatchError::InvalidSpec("'toml_table' needs 'toml_match'".into()))?;
-                    PatchOp::TomlTable { table: table.clone(), match_, values }
+                    let match_ = spec_mapping(patch, "toml_match")?.ok_or_else(|| {
+                        ConfigPatchError::InvalidSpec("'toml_table' needs 'toml_match'".into())
+                    })?;
+                    PatchOp::TomlTable {
+                        table: table.clone(),
+                        match_,
+                        values,
+                    }
                 }
-                Some(_) => return Err(ConfigPatchError::InvalidSpec("'toml_table' must be a string".into())),
+                Some(_) => {
+                    return Err(ConfigPatchError::InvalidSpec(
+                        "'toml_table' must be a string".into(),
+                    ))
+                }
             }
         } else {
             PatchOp::Nothing
@@ -124,21 +149,30 @@ fn wrap_apply(provider: &str, file: &str, err: ConfigPatchError) -> ConfigPatchE
     if err.is_direct() {
         err
     } else {
-        ConfigPatchError::Apply { provider: provider.to_string(), file: file.to_string(), source: Box::new(err) }
+        ConfigPatchError::Apply {
+            provider: provider.to_string(),
+            file: file.to_string(),
+            source: Box::new(err),
+        }
     }
 }
 
 fn decode(path: &Path, raw: Option<Vec<u8>>) -> Result<Option<String>, ConfigPatchError> {
     raw.map(|bytes| {
-        String::from_utf8(bytes)
-            .map_err(|_| ConfigPatchError::Unparsable { path: path.to_path_buf(), message: "not valid UTF-8".into() })
+        String::from_utf8(bytes).map_err(|_| ConfigPatchError::Unparsable {
+            path: path.to_path_buf(),
+            message: "not valid UTF-8".into(),
+        })
     })
     .transpose()
 }
 
 fn edit_error(path: &Path, err: EditError) -> ConfigPatchError {
     match err {
-        EditError::Parse(message) => ConfigPatchError::Unparsable { path: path.to_path_buf(), message },
+        EditError::Parse(message) => ConfigPatchError::Unparsable {
+            path: path.to_path_buf(),
+            message,
+        },
         EditError::Spec(message) => ConfigPatchError::InvalidSpec(message),
     }
 }
@@ -154,23 +188,32 @@ pub fn apply_shared_config_patches(
     location: impl FnOnce() -> Result<VaultLocation, LocationError>,
 ) -> Result<PatchReport, ConfigPatchError> {
     let mut report = PatchReport::default();
-    let with_patch = roster.vault_routes().iter().filter_map(|(name, r)| r.shared_config_patch.as_ref().map(|p| (name, p)));
+    let with_patch = roster
+        .vault_routes()
+        .iter()
+        .filter_map(|(name, r)| r.shared_config_patch.as_ref().map(|p| (name, p)));
     let disabled: Vec<&String> = with_patch
         .clone()
         .filter(|(name, _)| selection.disabled.is_some_and(|d| d.contains(*name)))
         .map(|(name, _)| name)
         .collect();
-    let enabled: Vec<(&String, &Mapping)> =
-        with_patch.filter(|(name, _)| selection.enabled.is_none_or(|e| e.contains(*name))).collect();
+    let enabled: Vec<(&String, &Mapping)> = with_patch
+        .filter(|(name, _)| selection.enabled.is_none_or(|e| e.contains(*name)))
+        .collect();
 
     for name in disabled {
-        let Some(auth) = roster.auth_providers().get(name) else { continue };
+        let Some(auth) = roster.auth_providers().get(name) else {
+            continue;
+        };
         let shared_dir = mounts_base.join(&auth.host_dir);
         remove_managed_values(&shared_dir, name, &mut report.warnings).map_err(|e| {
             if e.is_direct() {
                 e
             } else {
-                ConfigPatchError::Remove { provider: name.clone(), source: Box::new(e) }
+                ConfigPatchError::Remove {
+                    provider: name.clone(),
+                    source: Box::new(e),
+                }
             }
         })?;
     }
@@ -180,7 +223,9 @@ pub fn apply_shared_config_patches(
     }
     let location = location()?;
     for (name, patch) in enabled {
-        let Some(auth) = roster.auth_providers().get(name) else { continue };
+        let Some(auth) = roster.auth_providers().get(name) else {
+            continue;
+        };
         let shared_dir = mounts_base.join(&auth.host_dir);
         let file = PatchSpec::file_of(patch);
         let written = apply_one(&shared_dir, name, patch, &location, &mut report.warnings)
@@ -198,12 +243,20 @@ fn apply_one(
     location: &VaultLocation,
     warnings: &mut Vec<String>,
 ) -> Result<Option<PathBuf>, ConfigPatchError> {
-    std::fs::create_dir_all(shared_dir)
-        .map_err(|source| ConfigPatchError::Io { path: shared_dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(shared_dir).map_err(|source| ConfigPatchError::Io {
+        path: shared_dir.to_path_buf(),
+        source,
+    })?;
     let spec = PatchSpec::parse(patch)?;
     let path = safe_config_path(shared_dir, &spec.file)?;
     let mut managed = ManagedConfig::load(shared_dir, warnings)?;
-    let (written, records) = write_patch(&path, &spec, location, managed.records(&spec.file, provider), warnings)?;
+    let (written, records) = write_patch(
+        &path,
+        &spec,
+        location,
+        managed.records(&spec.file, provider),
+        warnings,
+    )?;
     managed.set_records(&spec.file, provider, records);
     managed.save(shared_dir)?;
     Ok(written)
@@ -239,15 +292,27 @@ fn write_patch(
             let out = toml_patch::set_top(text, &values).map_err(|e| edit_error(path, e))?;
             (out, Record::TomlTop { values })
         }
-        PatchOp::TomlTable { table, match_, values } => {
+        PatchOp::TomlTable {
+            table,
+            match_,
+            values,
+        } => {
             let values = substitute(values, location);
-            let (out, created_now) =
-                toml_patch::upsert_table_entry(text, table, match_, &values).map_err(|e| edit_error(path, e))?;
+            let (out, created_now) = toml_patch::upsert_table_entry(text, table, match_, &values)
+                .map_err(|e| edit_error(path, e))?;
             // The entry stays ours across re-applications until it is removed.
             let created_before = previous.iter().any(|r| {
                 matches!(r, Record::TomlTable { table: t, match_: m, created: true, .. } if t == table && m == match_)
             });
-            (out, Record::TomlTable { table: table.clone(), match_: match_.clone(), values, created: created_now || created_before })
+            (
+                out,
+                Record::TomlTable {
+                    table: table.clone(),
+                    match_: match_.clone(),
+                    values,
+                    created: created_now || created_before,
+                },
+            )
         }
         PatchOp::Nothing => unreachable!("handled above"),
     };
@@ -263,7 +328,11 @@ fn write_patch(
 /// Removes the values `provider` owns in `shared_dir` while they are unchanged,
 /// then drops its ownership. A file that no longer parses keeps the ownership
 /// and is left untouched.
-fn remove_managed_values(shared_dir: &Path, provider: &str, warnings: &mut Vec<String>) -> Result<(), ConfigPatchError> {
+fn remove_managed_values(
+    shared_dir: &Path,
+    provider: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigPatchError> {
     if !shared_dir.exists() {
         return Ok(());
     }
@@ -288,18 +357,28 @@ fn remove_managed_values(shared_dir: &Path, provider: &str, warnings: &mut Vec<S
 }
 
 fn remove_records(path: &Path, records: &[Record]) -> Result<(), ConfigPatchError> {
-    let Some(mut text) = decode(path, read_nofollow(path)?)? else { return Ok(()) };
+    let Some(mut text) = decode(path, read_nofollow(path)?)? else {
+        return Ok(());
+    };
     let mut changed = false;
-    let toml: Vec<Record> = records.iter().filter(|r| !matches!(r, Record::YamlTop { .. })).cloned().collect();
+    let toml: Vec<Record> = records
+        .iter()
+        .filter(|r| !matches!(r, Record::YamlTop { .. }))
+        .cloned()
+        .collect();
     if !toml.is_empty() {
-        if let Some(out) = toml_patch::remove_records(&text, &toml).map_err(|e| edit_error(path, e))? {
+        if let Some(out) =
+            toml_patch::remove_records(&text, &toml).map_err(|e| edit_error(path, e))?
+        {
             text = out;
             changed = true;
         }
     }
     for record in records {
         if let Record::YamlTop { values } = record {
-            if let Some(edit) = yaml_patch::remove_unchanged(&text, values).map_err(|e| edit_error(path, e))? {
+            if let Some(edit) =
+                yaml_patch::remove_unchanged(&text, values).map_err(|e| edit_error(path, e))?
+            {
                 text = edit.text;
                 changed = true;
             }
@@ -321,15 +400,23 @@ pub fn write_vault_config(
     provider: &str,
     location: &VaultLocation,
 ) -> Result<Option<PathBuf>, ConfigPatchError> {
-    let Some(patch) = roster.vault_routes().get(provider).and_then(|r| r.shared_config_patch.as_ref()) else {
+    let Some(patch) = roster
+        .vault_routes()
+        .get(provider)
+        .and_then(|r| r.shared_config_patch.as_ref())
+    else {
         return Ok(None);
     };
-    let Some(auth) = roster.auth_providers().get(provider) else { return Ok(None) };
+    let Some(auth) = roster.auth_providers().get(provider) else {
+        return Ok(None);
+    };
     let file = PatchSpec::file_of(patch);
     let run = || -> Result<PathBuf, ConfigPatchError> {
         let shared_dir = mounts_base.join(&auth.host_dir);
-        std::fs::create_dir_all(&shared_dir)
-            .map_err(|source| ConfigPatchError::Io { path: shared_dir.clone(), source })?;
+        std::fs::create_dir_all(&shared_dir).map_err(|source| ConfigPatchError::Io {
+            path: shared_dir.clone(),
+            source,
+        })?;
         let spec = PatchSpec::parse(patch)?;
         let path = safe_config_path(&shared_dir, &spec.file)?;
         write_patch(&path, &spec, location, &[], &mut Vec::new())?;

@@ -34,7 +34,11 @@ pub struct RouteEntry {
 #[derive(Debug, thiserror::Error)]
 pub enum RoutesError {
     #[error("duplicate route prefix '{prefix}': providers '{first}' and '{second}'")]
-    DuplicatePrefix { prefix: String, first: String, second: String },
+    DuplicatePrefix {
+        prefix: String,
+        first: String,
+        second: String,
+    },
     #[error("cannot write {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -82,17 +86,31 @@ pub fn routes_json(roster: &Roster) -> Result<String, RoutesError> {
 /// Generates and atomically writes the route table to `path`.
 pub fn write_routes(roster: &Roster, path: &Path) -> Result<(), RoutesError> {
     let content = routes_json(roster)?;
-    write_atomic(path, content.as_bytes()).map_err(|source| RoutesError::Write { path: path.to_path_buf(), source })
+    write_atomic(path, content.as_bytes()).map_err(|source| RoutesError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes `data` to a 0600 temporary file next to `path`, syncs it and renames it into place.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -137,16 +155,28 @@ mod tests {
     #[test]
     fn keys_and_fields_are_in_contract_order() {
         let text = routes_json(&load_roster(None).unwrap()).unwrap();
-        let names: Vec<usize> = ["\"blablador\"", "\"claude\"", "\"coderabbit\"", "\"codex\"", "\"vibe\""]
-            .iter()
-            .map(|n| text.find(n).unwrap())
-            .collect();
+        let names: Vec<usize> = [
+            "\"blablador\"",
+            "\"claude\"",
+            "\"coderabbit\"",
+            "\"codex\"",
+            "\"vibe\"",
+        ]
+        .iter()
+        .map(|n| text.find(n).unwrap())
+        .collect();
         assert!(names.windows(2).all(|w| w[0] < w[1]));
         let claude = &text[text.find("\"claude\"").unwrap()..text.find("\"coderabbit\"").unwrap()];
-        let order: Vec<usize> = ["upstream", "auth_header", "auth_prefix", "oauth_extra_headers", "oauth_refresh"]
-            .iter()
-            .map(|f| claude.find(f).unwrap())
-            .collect();
+        let order: Vec<usize> = [
+            "upstream",
+            "auth_header",
+            "auth_prefix",
+            "oauth_extra_headers",
+            "oauth_refresh",
+        ]
+        .iter()
+        .map(|f| claude.find(f).unwrap())
+        .collect();
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{claude}");
         assert!(text.starts_with("{\n  \"blablador\": {\n    \"upstream\""));
         assert!(text.ends_with("}\n"));
@@ -155,12 +185,18 @@ mod tests {
     #[test]
     fn duplicate_route_prefix_is_rejected() {
         let roster = load_roster_from(
-            &[("a", "vault: {route_prefix: same, upstream: x}\n"), ("b", "vault: {route_prefix: same, upstream: y}\n")],
+            &[
+                ("a", "vault: {route_prefix: same, upstream: x}\n"),
+                ("b", "vault: {route_prefix: same, upstream: y}\n"),
+            ],
             None,
         )
         .unwrap();
         let err = routes_json(&roster).unwrap_err();
-        assert_eq!(err.to_string(), "duplicate route prefix 'same': providers 'a' and 'b'");
+        assert_eq!(
+            err.to_string(),
+            "duplicate route prefix 'same': providers 'a' and 'b'"
+        );
     }
 
     #[test]
@@ -171,8 +207,14 @@ mod tests {
         write_routes(&roster, &path).unwrap();
         std::fs::write(&path, "stale").unwrap();
         write_routes(&roster, &path).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), routes_json(&roster).unwrap());
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            routes_json(&roster).unwrap()
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
     }

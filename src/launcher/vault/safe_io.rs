@@ -23,12 +23,20 @@ const ELOOP: i32 = nix::errno::Errno::ELOOP as i32;
 /// resolved one. `shared_dir` must exist.
 pub fn safe_config_path(shared_dir: &Path, filename: &str) -> Result<PathBuf, ConfigPatchError> {
     let rel = Path::new(filename);
-    if filename.is_empty() || rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(ConfigPatchError::InvalidPath { file: filename.to_string() });
+    if filename.is_empty()
+        || rel.is_absolute()
+        || rel.components().any(|c| matches!(c, Component::ParentDir))
+    {
+        return Err(ConfigPatchError::InvalidPath {
+            file: filename.to_string(),
+        });
     }
     let base = shared_dir
         .canonicalize()
-        .map_err(|source| ConfigPatchError::Io { path: shared_dir.to_path_buf(), source })?;
+        .map_err(|source| ConfigPatchError::Io {
+            path: shared_dir.to_path_buf(),
+            source,
+        })?;
     let target = resolve_lenient(&shared_dir.join(rel));
     if !target.starts_with(&base) {
         return Err(ConfigPatchError::Escapes { target, base });
@@ -55,7 +63,11 @@ fn resolve_from(mut cur: PathBuf, path: &Path, depth: usize) -> PathBuf {
                 let candidate = cur.join(name);
                 match std::fs::read_link(&candidate) {
                     Ok(target) if depth < 40 => {
-                        let base = if target.is_absolute() { PathBuf::from("/") } else { cur.clone() };
+                        let base = if target.is_absolute() {
+                            PathBuf::from("/")
+                        } else {
+                            cur.clone()
+                        };
                         cur = resolve_from(base, &target, depth + 1);
                     }
                     _ => cur = candidate,
@@ -76,18 +88,32 @@ pub fn read_nofollow(path: &Path) -> Result<Option<Vec<u8>>, ConfigPatchError> {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) if e.raw_os_error() == Some(ELOOP) => {
-            return Err(ConfigPatchError::SymlinkRead { path: path.to_path_buf() })
+            return Err(ConfigPatchError::SymlinkRead {
+                path: path.to_path_buf(),
+            })
         }
-        Err(source) => return Err(ConfigPatchError::Io { path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(ConfigPatchError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     };
     let mut data = Vec::new();
-    file.read_to_end(&mut data).map_err(|source| ConfigPatchError::Io { path: path.to_path_buf(), source })?;
+    file.read_to_end(&mut data)
+        .map_err(|source| ConfigPatchError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok(Some(data))
 }
 
 /// Writes `data` to `path` (mode 0644 when created) without following a symlink.
 pub fn write_nofollow(path: &Path, data: &[u8]) -> Result<(), ConfigPatchError> {
-    let io_err = |source| ConfigPatchError::Io { path: path.to_path_buf(), source };
+    let io_err = |source| ConfigPatchError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err)?;
     }
@@ -101,7 +127,9 @@ pub fn write_nofollow(path: &Path, data: &[u8]) -> Result<(), ConfigPatchError> 
     {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(ELOOP) => {
-            return Err(ConfigPatchError::SymlinkWrite { path: path.to_path_buf() })
+            return Err(ConfigPatchError::SymlinkWrite {
+                path: path.to_path_buf(),
+            })
         }
         Err(source) => return Err(io_err(source)),
     };
@@ -111,15 +139,24 @@ pub fn write_nofollow(path: &Path, data: &[u8]) -> Result<(), ConfigPatchError> 
 /// Deletes `path` without following a symlink; a missing file is fine.
 pub fn delete_nofollow(path: &Path) -> Result<(), ConfigPatchError> {
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => return Err(ConfigPatchError::DeleteDirectory { path: path.to_path_buf() }),
+        Ok(meta) if meta.is_dir() => {
+            return Err(ConfigPatchError::DeleteDirectory {
+                path: path.to_path_buf(),
+            })
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
         _ => {}
     }
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) if e.kind() == ErrorKind::IsADirectory => Err(ConfigPatchError::DeleteDirectory { path: path.to_path_buf() }),
-        Err(source) => Err(ConfigPatchError::Io { path: path.to_path_buf(), source }),
+        Err(e) if e.kind() == ErrorKind::IsADirectory => Err(ConfigPatchError::DeleteDirectory {
+            path: path.to_path_buf(),
+        }),
+        Err(source) => Err(ConfigPatchError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -145,7 +182,11 @@ mod tests {
         let link = dir.path().join("config.toml");
         symlink(&victim, &link).unwrap();
         let err = write_nofollow(&link, b"evil").unwrap_err();
-        assert!(err.to_string().contains("refusing to write through symlink"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("refusing to write through symlink"),
+            "{err}"
+        );
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     }
 
@@ -155,10 +196,15 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, "x").unwrap();
         assert_eq!(read_nofollow(&p).unwrap().unwrap(), b"x");
-        assert!(read_nofollow(&dir.path().join("missing")).unwrap().is_none());
+        assert!(read_nofollow(&dir.path().join("missing"))
+            .unwrap()
+            .is_none());
         let link = dir.path().join("l");
         symlink(&p, &link).unwrap();
-        assert!(read_nofollow(&link).unwrap_err().to_string().contains("refusing to read through symlink"));
+        assert!(read_nofollow(&link)
+            .unwrap_err()
+            .to_string()
+            .contains("refusing to read through symlink"));
     }
 
     #[test]
@@ -173,7 +219,10 @@ mod tests {
         assert!(target.exists());
         let sub = dir.path().join("d");
         std::fs::create_dir(&sub).unwrap();
-        assert!(delete_nofollow(&sub).unwrap_err().to_string().contains("refusing to delete directory"));
+        assert!(delete_nofollow(&sub)
+            .unwrap_err()
+            .to_string()
+            .contains("refusing to delete directory"));
     }
 
     #[test]
@@ -181,7 +230,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for bad in ["../../../etc/passwd", "/etc/passwd", "a/../../x", ""] {
             let err = safe_config_path(dir.path(), bad).unwrap_err();
-            assert!(err.to_string().contains("invalid patch file path"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("invalid patch file path"),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -200,7 +252,10 @@ mod tests {
         let err = safe_config_path(dir.path(), "config.toml").unwrap_err();
         assert!(err.to_string().contains("escapes shared dir"), "{err}");
         symlink(outside.path(), dir.path().join("sub")).unwrap();
-        assert!(safe_config_path(dir.path(), "sub/x").unwrap_err().to_string().contains("escapes"));
+        assert!(safe_config_path(dir.path(), "sub/x")
+            .unwrap_err()
+            .to_string()
+            .contains("escapes"));
     }
 
     #[test]
@@ -215,6 +270,9 @@ mod tests {
     #[test]
     fn missing_shared_dir_is_an_io_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(safe_config_path(&dir.path().join("nope"), "a"), Err(ConfigPatchError::Io { .. })));
+        assert!(matches!(
+            safe_config_path(&dir.path().join("nope"), "a"),
+            Err(ConfigPatchError::Io { .. })
+        ));
     }
 }

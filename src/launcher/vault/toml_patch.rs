@@ -28,7 +28,8 @@ pub enum EditError {
 }
 
 fn parse(text: &str) -> Result<DocumentMut, EditError> {
-    text.parse::<DocumentMut>().map_err(|e| EditError::Parse(format!("not valid TOML: {}", e.to_string().trim())))
+    text.parse::<DocumentMut>()
+        .map_err(|e| EditError::Parse(format!("not valid TOML: {}", e.to_string().trim())))
 }
 
 /// Converts a patch value to TOML; `null` has no TOML form.
@@ -55,7 +56,11 @@ pub fn json_to_toml(v: &Json) -> Result<Value, EditError> {
             }
             Value::InlineTable(t)
         }
-        Json::Null => return Err(EditError::Spec("null values cannot be written to TOML".into())),
+        Json::Null => {
+            return Err(EditError::Spec(
+                "null values cannot be written to TOML".into(),
+            ))
+        }
     })
 }
 
@@ -64,11 +69,17 @@ pub fn toml_to_json(v: &Value) -> Json {
     match v {
         Value::String(s) => Json::String(s.value().clone()),
         Value::Integer(i) => Json::from(*i.value()),
-        Value::Float(f) => serde_json::Number::from_f64(*f.value()).map(Json::Number).unwrap_or(Json::Null),
+        Value::Float(f) => serde_json::Number::from_f64(*f.value())
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
         Value::Boolean(b) => Json::Bool(*b.value()),
         Value::Datetime(d) => Json::String(d.value().to_string()),
         Value::Array(a) => Json::Array(a.iter().map(toml_to_json).collect()),
-        Value::InlineTable(t) => Json::Object(t.iter().map(|(k, v)| (k.to_string(), toml_to_json(v))).collect()),
+        Value::InlineTable(t) => Json::Object(
+            t.iter()
+                .map(|(k, v)| (k.to_string(), toml_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -76,8 +87,16 @@ fn item_to_json(item: &Item) -> Option<Json> {
     match item {
         Item::None => None,
         Item::Value(v) => Some(toml_to_json(v)),
-        Item::Table(t) => Some(Json::Object(t.iter().filter_map(|(k, i)| item_to_json(i).map(|j| (k.to_string(), j))).collect())),
-        Item::ArrayOfTables(a) => Some(Json::Array(a.iter().map(|t| item_to_json(&Item::Table(t.clone())).unwrap_or(Json::Null)).collect())),
+        Item::Table(t) => Some(Json::Object(
+            t.iter()
+                .filter_map(|(k, i)| item_to_json(i).map(|j| (k.to_string(), j)))
+                .collect(),
+        )),
+        Item::ArrayOfTables(a) => Some(Json::Array(
+            a.iter()
+                .map(|t| item_to_json(&Item::Table(t.clone())).unwrap_or(Json::Null))
+                .collect(),
+        )),
     }
 }
 
@@ -102,17 +121,27 @@ fn remove_keeping_comments(table: &mut dyn TableLike, key: &str) {
         .map(String::from);
     let index = table.iter().position(|(k, _)| k == key);
     table.remove(key);
-    let (Some(prefix), Some(index)) = (prefix, index) else { return };
-    let Some(next) = table.iter().nth(index).map(|(k, _)| k.to_string()) else { return };
+    let (Some(prefix), Some(index)) = (prefix, index) else {
+        return;
+    };
+    let Some(next) = table.iter().nth(index).map(|(k, _)| k.to_string()) else {
+        return;
+    };
     if let Some(mut next_key) = table.key_mut(&next) {
         let decor = next_key.leaf_decor_mut();
-        let existing = decor.prefix().and_then(|p| p.as_str()).unwrap_or("").to_string();
+        let existing = decor
+            .prefix()
+            .and_then(|p| p.as_str())
+            .unwrap_or("")
+            .to_string();
         decor.set_prefix(format!("{prefix}{existing}"));
     }
 }
 
 fn matches(table: &dyn TableLike, criteria: &Map<String, Json>) -> bool {
-    criteria.iter().all(|(k, v)| table.get(k).and_then(item_to_json).as_ref() == Some(v))
+    criteria
+        .iter()
+        .all(|(k, v)| table.get(k).and_then(item_to_json).as_ref() == Some(v))
 }
 
 /// Sets top-level keys.
@@ -132,8 +161,10 @@ pub fn upsert_table_entry(
     values: &Map<String, Json>,
 ) -> Result<(String, bool), EditError> {
     let mut doc = parse(text)?;
-    let converted: Vec<(&String, Value)> =
-        values.iter().map(|(k, v)| json_to_toml(v).map(|t| (k, t))).collect::<Result<_, _>>()?;
+    let converted: Vec<(&String, Value)> = values
+        .iter()
+        .map(|(k, v)| json_to_toml(v).map(|t| (k, t)))
+        .collect::<Result<_, _>>()?;
     let root = doc.as_table_mut();
     let mut found = false;
     match root.get_mut(table) {
@@ -179,7 +210,10 @@ pub fn upsert_table_entry(
     Ok((doc.to_string(), !found))
 }
 
-fn new_table(criteria: &Map<String, Json>, values: &[(&String, Value)]) -> Result<Table, EditError> {
+fn new_table(
+    criteria: &Map<String, Json>,
+    values: &[(&String, Value)],
+) -> Result<Table, EditError> {
     let mut t = Table::new();
     for (k, v) in criteria {
         t.insert(k, Item::Value(json_to_toml(v)?));
@@ -204,7 +238,12 @@ pub fn remove_records(text: &str, records: &[Record]) -> Result<Option<String>, 
                     }
                 }
             }
-            Record::TomlTable { table, match_, values, created } => {
+            Record::TomlTable {
+                table,
+                match_,
+                values,
+                created,
+            } => {
                 changed |= remove_from_table(doc.as_table_mut(), table, match_, values, *created);
             }
             Record::YamlTop { .. } => {}
@@ -228,11 +267,19 @@ fn only_match_left(entry: &dyn TableLike, criteria: &Map<String, Json>) -> bool 
     entry.len() == criteria.len() && matches(entry, criteria)
 }
 
-fn remove_from_table(root: &mut Table, table: &str, criteria: &Map<String, Json>, values: &Map<String, Json>, created: bool) -> bool {
+fn remove_from_table(
+    root: &mut Table,
+    table: &str,
+    criteria: &Map<String, Json>,
+    values: &Map<String, Json>,
+    created: bool,
+) -> bool {
     let mut changed = false;
     let empty = match root.get_mut(table) {
         Some(Item::ArrayOfTables(aot)) => {
-            let Some(idx) = aot.iter().position(|t| matches(t, criteria)) else { return false };
+            let Some(idx) = aot.iter().position(|t| matches(t, criteria)) else {
+                return false;
+            };
             if let Some(entry) = aot.get_mut(idx) {
                 changed |= strip_entry(entry, values);
                 if created && only_match_left(entry, criteria) {
@@ -243,7 +290,9 @@ fn remove_from_table(root: &mut Table, table: &str, criteria: &Map<String, Json>
             aot.is_empty()
         }
         Some(Item::Value(Value::Array(arr))) => {
-            let position = arr.iter().position(|v| matches!(v, Value::InlineTable(t) if matches(t, criteria)));
+            let position = arr
+                .iter()
+                .position(|v| matches!(v, Value::InlineTable(t) if matches(t, criteria)));
             let Some(idx) = position else { return false };
             if let Some(Value::InlineTable(entry)) = arr.get_mut(idx) {
                 changed |= strip_entry(entry, values);
@@ -276,7 +325,10 @@ mod tests {
     fn top_level_set_keeps_comments_and_order() {
         let text = "# my codex config\nmodel = \"o3\" # favourite\n\n[profiles.x]\nmodel = \"y\"\n";
         let out = set_top(text, &obj(json!({"openai_base_url": "http://v/v1"}))).unwrap();
-        assert!(out.starts_with("# my codex config\nmodel = \"o3\" # favourite\n"), "{out}");
+        assert!(
+            out.starts_with("# my codex config\nmodel = \"o3\" # favourite\n"),
+            "{out}"
+        );
         assert!(out.contains("openai_base_url = \"http://v/v1\""));
         assert!(out.contains("[profiles.x]\nmodel = \"y\""));
         let doc: DocumentMut = out.parse().unwrap();
@@ -286,7 +338,11 @@ mod tests {
 
     #[test]
     fn replacing_a_value_keeps_its_trailing_comment() {
-        let out = set_top("url = \"old\"  # set by terok\n", &obj(json!({"url": "new"}))).unwrap();
+        let out = set_top(
+            "url = \"old\"  # set by terok\n",
+            &obj(json!({"url": "new"})),
+        )
+        .unwrap();
         assert_eq!(out, "url = \"new\"  # set by terok\n");
     }
 
@@ -301,9 +357,16 @@ mod tests {
     fn upsert_creates_then_updates_one_entry() {
         let criteria = obj(json!({"name": "mistral"}));
         let values = obj(json!({"api_base": "http://v/v1", "api_key_env_var": "MISTRAL_API_KEY"}));
-        let (once, created) = upsert_table_entry("# vibe\nactive_model = \"m\"\n", "providers", &criteria, &values).unwrap();
+        let (once, created) = upsert_table_entry(
+            "# vibe\nactive_model = \"m\"\n",
+            "providers",
+            &criteria,
+            &values,
+        )
+        .unwrap();
         assert!(created);
-        let (twice, created_again) = upsert_table_entry(&once, "providers", &criteria, &values).unwrap();
+        let (twice, created_again) =
+            upsert_table_entry(&once, "providers", &criteria, &values).unwrap();
         assert!(!created_again);
         assert_eq!(once, twice);
         assert_eq!(twice.matches("[[providers]]").count(), 1);
@@ -313,44 +376,87 @@ mod tests {
     #[test]
     fn upsert_updates_the_matching_entry_among_others() {
         let text = "[[providers]]\nname = \"other\"\napi_base = \"o\"\n\n[[providers]]\nname = \"mistral\" # keep me\napi_base = \"old\"\nextra = 1\n";
-        let (out, created) = upsert_table_entry(text, "providers", &obj(json!({"name": "mistral"})), &obj(json!({"api_base": "new"}))).unwrap();
+        let (out, created) = upsert_table_entry(
+            text,
+            "providers",
+            &obj(json!({"name": "mistral"})),
+            &obj(json!({"api_base": "new"})),
+        )
+        .unwrap();
         assert!(!created);
-        assert!(out.contains("name = \"mistral\" # keep me\napi_base = \"new\"\nextra = 1"), "{out}");
+        assert!(
+            out.contains("name = \"mistral\" # keep me\napi_base = \"new\"\nextra = 1"),
+            "{out}"
+        );
         assert!(out.contains("api_base = \"o\""));
     }
 
     #[test]
     fn upsert_handles_inline_arrays_of_tables() {
         let text = "providers = [{name = \"mistral\", api_base = \"old\"}]\n";
-        let (out, created) = upsert_table_entry(text, "providers", &obj(json!({"name": "mistral"})), &obj(json!({"api_base": "new"}))).unwrap();
+        let (out, created) = upsert_table_entry(
+            text,
+            "providers",
+            &obj(json!({"name": "mistral"})),
+            &obj(json!({"api_base": "new"})),
+        )
+        .unwrap();
         assert!(!created);
         let doc: DocumentMut = out.parse().unwrap();
         let arr = doc["providers"].as_array().unwrap();
         assert_eq!(arr.len(), 1);
-        assert_eq!(arr.get(0).unwrap().as_inline_table().unwrap().get("api_base").unwrap().as_str(), Some("new"));
+        assert_eq!(
+            arr.get(0)
+                .unwrap()
+                .as_inline_table()
+                .unwrap()
+                .get("api_base")
+                .unwrap()
+                .as_str(),
+            Some("new")
+        );
     }
 
     #[test]
     fn non_array_table_key_is_replaced() {
-        let (out, created) = upsert_table_entry("providers = 5\n", "providers", &obj(json!({"name": "m"})), &obj(json!({"a": "b"}))).unwrap();
+        let (out, created) = upsert_table_entry(
+            "providers = 5\n",
+            "providers",
+            &obj(json!({"name": "m"})),
+            &obj(json!({"a": "b"})),
+        )
+        .unwrap();
         assert!(created);
         assert!(out.contains("[[providers]]"), "{out}");
     }
 
     #[test]
     fn unparsable_toml_is_an_error() {
-        assert!(matches!(set_top("a = = 1\n", &Map::new()), Err(EditError::Parse(_))));
+        assert!(matches!(
+            set_top("a = = 1\n", &Map::new()),
+            Err(EditError::Parse(_))
+        ));
     }
 
     #[test]
     fn null_value_is_a_spec_error() {
-        assert!(matches!(set_top("", &obj(json!({"a": null}))), Err(EditError::Spec(_))));
+        assert!(matches!(
+            set_top("", &obj(json!({"a": null}))),
+            Err(EditError::Spec(_))
+        ));
     }
 
     #[test]
     fn removal_only_touches_unchanged_values() {
-        let record = Record::TomlTop { values: obj(json!({"a": "mine", "b": "mine"})) };
-        let out = remove_records("# c\na = \"mine\"\nb = \"user\"\n", std::slice::from_ref(&record)).unwrap().unwrap();
+        let record = Record::TomlTop {
+            values: obj(json!({"a": "mine", "b": "mine"})),
+        };
+        let out = remove_records(
+            "# c\na = \"mine\"\nb = \"user\"\n",
+            std::slice::from_ref(&record),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(out, "# c\nb = \"user\"\n");
         assert_eq!(remove_records("b = \"user\"\n", &[record]).unwrap(), None);
     }
@@ -363,9 +469,19 @@ mod tests {
             values: obj(json!({"api_base": "x"})),
             created: true,
         };
-        let out = remove_records("top = 1\n\n[[providers]]\nname = \"mistral\"\napi_base = \"x\"\n", std::slice::from_ref(&record)).unwrap().unwrap();
+        let out = remove_records(
+            "top = 1\n\n[[providers]]\nname = \"mistral\"\napi_base = \"x\"\n",
+            std::slice::from_ref(&record),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(out.trim(), "top = 1");
-        let kept = remove_records("[[providers]]\nname = \"mistral\"\napi_base = \"x\"\nuser = 1\n", &[record]).unwrap().unwrap();
+        let kept = remove_records(
+            "[[providers]]\nname = \"mistral\"\napi_base = \"x\"\nuser = 1\n",
+            &[record],
+        )
+        .unwrap()
+        .unwrap();
         assert!(kept.contains("user = 1") && !kept.contains("api_base"));
     }
 
@@ -377,7 +493,12 @@ mod tests {
             values: obj(json!({"api_base": "x"})),
             created: false,
         };
-        let out = remove_records("[[providers]]\nname = \"mistral\"\napi_base = \"x\"\n", &[record]).unwrap().unwrap();
+        let out = remove_records(
+            "[[providers]]\nname = \"mistral\"\napi_base = \"x\"\n",
+            &[record],
+        )
+        .unwrap()
+        .unwrap();
         assert!(out.contains("name = \"mistral\"") && !out.contains("api_base"));
     }
 }

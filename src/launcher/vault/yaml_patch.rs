@@ -87,7 +87,10 @@ fn parse_key_line(index: usize, line: &str) -> Option<KeyLine> {
         body.len() - after.len()
     } else {
         let bytes = body.as_bytes();
-        (0..bytes.len()).find(|&i| bytes[i] == b':' && (i + 1 == bytes.len() || bytes[i + 1] == b' ' || bytes[i + 1] == b'\t'))?
+        (0..bytes.len()).find(|&i| {
+            bytes[i] == b':'
+                && (i + 1 == bytes.len() || bytes[i + 1] == b' ' || bytes[i + 1] == b'\t')
+        })?
     };
     let raw_key = body[..key_end].trim_end();
     let key = match serde_norway::from_str::<Value>(raw_key).ok()? {
@@ -96,7 +99,11 @@ fn parse_key_line(index: usize, line: &str) -> Option<KeyLine> {
         Value::Bool(b) => b.to_string(),
         _ => return None,
     };
-    Some(KeyLine { index, key, colon_end: key_end + 1 })
+    Some(KeyLine {
+        index,
+        key,
+        colon_end: key_end + 1,
+    })
 }
 
 /// The byte offset just past the closing quote of a quoted scalar starting at 0.
@@ -126,7 +133,8 @@ fn value_end(lines: &[&str], start: usize) -> usize {
             end += 1;
             continue;
         }
-        let continues = body.starts_with([' ', '\t']) || (body.starts_with('-') && !body.starts_with("---"));
+        let continues =
+            body.starts_with([' ', '\t']) || (body.starts_with('-') && !body.starts_with("---"));
         if !continues {
             break;
         }
@@ -137,7 +145,11 @@ fn value_end(lines: &[&str], start: usize) -> usize {
 }
 
 fn find_key(lines: &[&str], key: &str) -> Option<KeyLine> {
-    lines.iter().enumerate().filter_map(|(i, l)| parse_key_line(i, l)).find(|k| k.key == key)
+    lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| parse_key_line(i, l))
+        .find(|k| k.key == key)
 }
 
 fn newline_of(text: &str) -> &'static str {
@@ -173,9 +185,16 @@ fn set_in_text(text: &str, key: &str, value: &Value, old: Option<&Value>) -> Opt
             let key_text = &line[..k.colon_end - 1];
             let end = value_end(&lines, k.index);
             let rest = &line_body(line)[k.colon_end..];
-            let comment = if end == k.index + 1 { old.and_then(|o| trailing_comment(rest, o)) } else { None };
+            let comment = if end == k.index + 1 {
+                old.and_then(|o| trailing_comment(rest, o))
+            } else {
+                None
+            };
             let ending = if line.ends_with('\n') { nl } else { "" };
-            let replacement = format!("{key_text}: {scalar}{}{ending}", comment.unwrap_or_default());
+            let replacement = format!(
+                "{key_text}: {scalar}{}{ending}",
+                comment.unwrap_or_default()
+            );
             let mut out = String::with_capacity(text.len() + scalar.len());
             lines[..k.index].iter().for_each(|l| out.push_str(l));
             out.push_str(&replacement);
@@ -208,7 +227,10 @@ fn remove_in_text(text: &str, key: &str) -> Option<String> {
 fn verified(edited: Option<String>, expected: &Mapping) -> Result<YamlEdit, EditError> {
     if let Some(text) = edited {
         if parse_mapping(&text).ok().as_ref() == Some(expected) {
-            return Ok(YamlEdit { text, lossless: true });
+            return Ok(YamlEdit {
+                text,
+                lossless: true,
+            });
         }
     }
     let text = if expected.is_empty() {
@@ -216,7 +238,10 @@ fn verified(edited: Option<String>, expected: &Mapping) -> Result<YamlEdit, Edit
     } else {
         serde_norway::to_string(expected).map_err(|e| EditError::Spec(e.to_string()))?
     };
-    Ok(YamlEdit { text, lossless: false })
+    Ok(YamlEdit {
+        text,
+        lossless: false,
+    })
 }
 
 /// Sets top-level keys to `values`.
@@ -234,7 +259,10 @@ pub fn set_top(text: &str, values: &Map<String, Json>) -> Result<YamlEdit, EditE
 
 /// Removes the top-level keys whose live value still equals the recorded one;
 /// `None` when nothing changed.
-pub fn remove_unchanged(text: &str, values: &Map<String, Json>) -> Result<Option<YamlEdit>, EditError> {
+pub fn remove_unchanged(
+    text: &str,
+    values: &Map<String, Json>,
+) -> Result<Option<YamlEdit>, EditError> {
     let mut expected = parse_mapping(text)?;
     let mut edited = Some(text.to_string());
     let mut changed = false;
@@ -264,9 +292,16 @@ mod tests {
     #[test]
     fn new_key_is_appended_and_comments_survive() {
         let text = "# gh config\ngit_protocol: https # preferred\naliases:\n  co: pr checkout\n";
-        let out = set_top(text, &obj(json!({"http_unix_socket": "/run/terok/vault.sock"}))).unwrap();
+        let out = set_top(
+            text,
+            &obj(json!({"http_unix_socket": "/run/terok/vault.sock"})),
+        )
+        .unwrap();
         assert!(out.lossless);
-        assert_eq!(out.text, format!("{text}http_unix_socket: /run/terok/vault.sock\n"));
+        assert_eq!(
+            out.text,
+            format!("{text}http_unix_socket: /run/terok/vault.sock\n")
+        );
     }
 
     #[test]
@@ -274,7 +309,10 @@ mod tests {
         let text = "a: 1\nhttp_unix_socket: /old.sock   # managed\nb: 2\n";
         let out = set_top(text, &obj(json!({"http_unix_socket": "/new.sock"}))).unwrap();
         assert!(out.lossless);
-        assert_eq!(out.text, "a: 1\nhttp_unix_socket: /new.sock   # managed\nb: 2\n");
+        assert_eq!(
+            out.text,
+            "a: 1\nhttp_unix_socket: /new.sock   # managed\nb: 2\n"
+        );
     }
 
     #[test]
@@ -298,7 +336,10 @@ mod tests {
         let out = set_top(text, &obj(json!({"http_unix_socket": "a: b # c"}))).unwrap();
         assert!(out.lossless);
         let parsed = parse_mapping(&out.text).unwrap();
-        assert_eq!(parsed.get("http_unix_socket"), Some(&Value::String("a: b # c".into())));
+        assert_eq!(
+            parsed.get("http_unix_socket"),
+            Some(&Value::String("a: b # c".into()))
+        );
     }
 
     #[test]
@@ -324,8 +365,14 @@ mod tests {
 
     #[test]
     fn unparsable_or_non_mapping_yaml_is_an_error() {
-        assert!(matches!(set_top("a: [unclosed\n", &Map::new()), Err(EditError::Parse(_))));
-        assert!(matches!(set_top("- a\n- b\n", &Map::new()), Err(EditError::Parse(_))));
+        assert!(matches!(
+            set_top("a: [unclosed\n", &Map::new()),
+            Err(EditError::Parse(_))
+        ));
+        assert!(matches!(
+            set_top("- a\n- b\n", &Map::new()),
+            Err(EditError::Parse(_))
+        ));
     }
 
     #[test]
