@@ -28,6 +28,10 @@ pub enum Command {
     Acp(AcpArgs),
     /// Show the proxy at work on two embedded fixture agents (no container engine needed).
     Demo(crate::demo::DemoArgs),
+    /// List the agents (and with --all, the tools) in the roster.
+    Agents(crate::launcher::cli::AgentsArgs),
+    /// Manage the vault's host-side files (routes, credential leak scan).
+    Vault(crate::launcher::cli::VaultArgs),
     /// Run the embedded fixture ACP agent (for tests, demos and benchmarks).
     #[command(hide = true, disable_help_flag = true)]
     FixtureAgent {
@@ -57,6 +61,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Acp(args) => tokio_runtime()?.block_on(run_acp(args)),
         Command::Demo(args) => tokio_runtime()?.block_on(crate::demo::run(args)),
+        Command::Agents(args) => crate::launcher::cli::run_agents(&args).map(|()| ExitCode::SUCCESS),
+        Command::Vault(args) => crate::launcher::cli::run_vault(&args).map(|()| ExitCode::SUCCESS),
         Command::FixtureAgent { args } => {
             let code = acp_fixtures::run(args);
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

@@ -9,7 +9,10 @@
 //!   - [`acp::probe`], [`acp::cache`], [`acp::models`], [`acp::picker`]: asking each agent for its
 //!     models, caching the answers, and the aggregated `agent:model` picker.
 //!   - [`acp::proxy`]: one task per client connection that answers, binds and relays.
-//!   - [`acp::server`]: state shared by a daemon's connections.
+//!   - [`acp::server`], [`acp::daemon`]: state shared by a daemon's connections; the socket
+//!     lifecycle around them.
+//! - [`launcher`]: agent roster, vault files and container environment assembly.
+//! - [`cli`], [`demo`], [`logging`]: the command line, the embedded demo, stderr logging.
 //! - [`fsutil`]: atomic file writes.
 #![forbid(unsafe_code)]
 
@@ -17,4 +20,5 @@ pub mod acp;
 pub mod cli;
 pub mod demo;
 pub mod fsutil;
+pub mod launcher;
 pub mod logging;

@@ -1,0 +1,22 @@
+//! Host-side vault files the launcher owns.
+//!
+//! - [`routes`]: `routes.json`, the vault's table of upstreams, generated from the roster.
+//! - [`patch`]: shared-config patches that point agents at the vault, with
+//!   ownership tracked in [`managed`]; editing in [`toml_patch`] and [`yaml_patch`].
+//! - [`safe_io`]: symlink-safe file access inside shared directories.
+//! - [`leak_scan`]: finding real credentials left in shared mounts.
+//! - [`location`]: the vault's container-side addresses.
+
+pub mod error;
+pub mod leak_scan;
+pub mod location;
+pub mod managed;
+pub mod patch;
+pub mod routes;
+pub mod safe_io;
+pub mod toml_patch;
+pub mod yaml_patch;
+
+pub use error::ConfigPatchError;
+pub use location::{resolve_vault_location, VaultLocation};
+pub use patch::{apply_shared_config_patches, write_vault_config, PatchReport, PatchSelection};
