@@ -61,7 +61,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Acp(args) => tokio_runtime()?.block_on(run_acp(args)),
         Command::Demo(args) => tokio_runtime()?.block_on(crate::demo::run(args)),
-        Command::Agents(args) => crate::launcher::cli::run_agents(&args).map(|()| ExitCode::SUCCESS),
+        Command::Agents(args) => {
+            crate::launcher::cli::run_agents(&args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Vault(args) => crate::launcher::cli::run_vault(&args).map(|()| ExitCode::SUCCESS),
         Command::FixtureAgent { args } => {
             let code = acp_fixtures::run(args);

@@ -22,7 +22,10 @@ fn spawn_daemon(dir: &Path, socket: &Path) -> Child {
 }
 
 async fn wait_live(socket: &Path) {
-    eventually("the daemon to accept", || std::os::unix::net::UnixStream::connect(socket).is_ok()).await;
+    eventually("the daemon to accept", || {
+        std::os::unix::net::UnixStream::connect(socket).is_ok()
+    })
+    .await;
 }
 
 async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
@@ -31,13 +34,20 @@ async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(tokio::time::Instant::now() < deadline, "daemon did not exit");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "daemon did not exit"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 fn sigterm(child: &Child) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
 }
 
 #[tokio::test]
@@ -49,7 +59,14 @@ async fn binds_privately_and_cleans_up_on_sigterm() {
     let meta = std::fs::metadata(&socket).unwrap();
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(socket.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(socket.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
 
     let mut client = Client::connect(&socket).await;
     let (sid, _) = client.new_session().await;
@@ -67,7 +84,10 @@ async fn binds_privately_and_cleans_up_on_sigterm() {
     assert!(status.success(), "{status:?}");
     assert!(!socket.exists(), "the socket is removed");
     assert!(!bound.exists(), "the bound marker is removed");
-    eventually("every agent process to end", || pids.iter().all(|p| !alive(*p))).await;
+    eventually("every agent process to end", || {
+        pids.iter().all(|p| !alive(*p))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -116,11 +136,17 @@ async fn two_daemons_started_at_once_leave_exactly_one_serving() {
         if let Some(status) = b.try_wait().unwrap() {
             break (a, status);
         }
-        assert!(tokio::time::Instant::now() < deadline, "neither daemon stepped back");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "neither daemon stepped back"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(exited.success());
-    assert!(server.try_wait().unwrap().is_none(), "the winner is still running");
+    assert!(
+        server.try_wait().unwrap().is_none(),
+        "the winner is still running"
+    );
     let mut client = Client::connect(&socket).await;
     client.initialize().await;
     sigterm(&server);
@@ -134,7 +160,11 @@ async fn the_daemon_exits_when_its_container_disappears() {
     let socket = run.path().join("gone.sock");
     let container = agents.path().join("container");
     std::fs::create_dir(&container).unwrap();
-    std::fs::copy(agents.path().join("terok-claude-acp"), container.join("terok-claude-acp")).unwrap();
+    std::fs::copy(
+        agents.path().join("terok-claude-acp"),
+        container.join("terok-claude-acp"),
+    )
+    .unwrap();
     let mut daemon = spawn_daemon(&container, &socket);
     wait_live(&socket).await;
     std::fs::remove_dir_all(&container).unwrap();
@@ -148,7 +178,12 @@ async fn a_regular_file_at_the_socket_path_is_not_replaced() {
     let agents = Agents::new(&[("claude", "--models opus")]);
     let socket = agents.path().join("precious.sock");
     std::fs::write(&socket, "user data").unwrap();
-    let output = Command::new(BIN).args(["acp", "--runtime", "local"]).arg(agents.path()).arg(&socket).output().unwrap();
+    let output = Command::new(BIN)
+        .args(["acp", "--runtime", "local"])
+        .arg(agents.path())
+        .arg(&socket)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not a socket"));
     assert!(output.stdout.is_empty(), "nothing on stdout");
@@ -157,7 +192,16 @@ async fn a_regular_file_at_the_socket_path_is_not_replaced() {
 
 #[tokio::test]
 async fn a_missing_container_is_a_clear_error() {
-    let output = Command::new(BIN).args(["acp", "--runtime", "local", "/nonexistent/container", "/tmp/never.sock"]).output().unwrap();
+    let output = Command::new(BIN)
+        .args([
+            "acp",
+            "--runtime",
+            "local",
+            "/nonexistent/container",
+            "/tmp/never.sock",
+        ])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/container"));
 }

@@ -719,3 +719,48 @@ async fn the_bound_marker_names_the_agent_while_a_session_is_bound() {
     eventually("the marker to go", || !marker.exists()).await;
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_probe_is_cut_off_at_the_probe_timeout() {
+    let agents = Agents::new(&[
+        ("claude", "--models opus"),
+        ("sloth", "--models slow --delay-ms 5000"),
+    ]);
+    let config = terok_executor::acp::server::ProxyConfig {
+        probe_timeout: std::time::Duration::from_millis(400),
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&agents, config).await;
+    let mut client = proxy.connect().await;
+    let started = std::time::Instant::now();
+    let (_, result) = client.new_session().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(picker_values(&result["configOptions"]), ["claude:opus"]);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn probes_end_agents_that_ignore_stdin_eof() {
+    let agents = Agents::new(&[
+        ("claude", "--models opus --ignore-stdin-eof"),
+        ("codex", "--models x --ignore-stdin-eof"),
+    ]);
+    let proxy = Proxy::start(&agents).await;
+    let mut client = proxy.connect().await;
+    client.new_session().await;
+    let pids: Vec<i32> = agents
+        .pids("claude")
+        .into_iter()
+        .chain(agents.pids("codex"))
+        .collect();
+    assert_eq!(pids.len(), 2, "one probe per agent");
+    eventually("the probes to end", || {
+        pids.iter().all(|p| !common::alive(*p))
+    })
+    .await;
+    proxy.stop().await;
+}

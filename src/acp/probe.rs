@@ -215,3 +215,21 @@ async fn request<R: tokio::io::AsyncRead + Unpin>(
         return Ok(value.get("result").cloned().unwrap_or(Value::Null));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_timeout_reads_the_environment() {
+        // One test owns the variable, so parallel tests cannot see it change.
+        std::env::set_var("TEROK_ACP_PROBE_TIMEOUT_SECS", "0.25");
+        assert_eq!(probe_timeout_from_env(), Duration::from_millis(250));
+        for bad in ["", "soon", "-1", "0", "NaN"] {
+            std::env::set_var("TEROK_ACP_PROBE_TIMEOUT_SECS", bad);
+            assert_eq!(probe_timeout_from_env(), DEFAULT_PROBE_TIMEOUT, "{bad:?}");
+        }
+        std::env::remove_var("TEROK_ACP_PROBE_TIMEOUT_SECS");
+        assert_eq!(probe_timeout_from_env(), DEFAULT_PROBE_TIMEOUT);
+    }
+}
