@@ -13,6 +13,7 @@
 //!     lifecycle around them.
 //! - [`launcher`]: agent roster, vault files and container environment assembly.
 //! - [`cli`], [`demo`], [`logging`]: the command line, the embedded demo, stderr logging.
+//! - [`podman`]: reaching Podman's API socket.
 //! - [`fsutil`]: atomic file writes.
 #![forbid(unsafe_code)]
 
@@ -22,3 +23,4 @@ pub mod demo;
 pub mod fsutil;
 pub mod launcher;
 pub mod logging;
+pub mod podman;

@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod daemon;
+pub mod endpoint;
 pub mod frame;
 pub mod lines;
 pub mod message;
