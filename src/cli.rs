@@ -8,8 +8,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::acp::daemon::{self, Outcome};
-use crate::acp::runtime::{LocalRuntime, Runtime};
+use crate::acp::endpoint::{self, Endpoint};
+use crate::acp::runtime::{LocalRuntime, PodmanRuntime, Runtime};
 use crate::acp::server::ProxyConfig;
+use crate::acp::{bridge, listing};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,23 +44,74 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeKind {
+    /// A running Podman container, reached through Podman's API socket.
+    Podman,
     /// A host directory whose `terok-<agent>-acp` executables are the agents.
     Local,
 }
 
+impl RuntimeKind {
+    fn as_arg(self) -> &'static str {
+        match self {
+            RuntimeKind::Podman => "podman",
+            RuntimeKind::Local => "local",
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct AcpArgs {
+    #[command(subcommand)]
+    pub command: Option<AcpCommand>,
     /// Where the agents live.
-    #[arg(long, value_enum, default_value = "local")]
+    #[arg(long, value_enum, default_value = "podman")]
     pub runtime: RuntimeKind,
     /// The container (for `local`: the directory holding the wrappers).
-    pub container: String,
+    #[arg(required = true)]
+    pub container: Option<String>,
     /// The Unix socket to listen on.
-    pub socket: PathBuf,
+    #[arg(required = true)]
+    pub socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AcpCommand {
+    /// Show which containers offer an ACP endpoint (ACTIVE, READY or UNSUPPORTED).
+    List {
+        #[arg(long, value_enum, default_value = "podman")]
+        runtime: RuntimeKind,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bridge an editor's stdio to a container's ACP daemon, starting the daemon if needed.
+    Connect {
+        #[arg(long, value_enum, default_value = "podman")]
+        runtime: RuntimeKind,
+        /// The container (for `local`: the directory holding the wrappers).
+        container: String,
+        /// Extra arguments are refused: an editor re-running the command for terminal login.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        extra: Vec<String>,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Acp(AcpArgs {
+            command: Some(AcpCommand::List { runtime, json }),
+            ..
+        }) => tokio_runtime()?.block_on(run_list(runtime, json)),
+        Command::Acp(AcpArgs {
+            command:
+                Some(AcpCommand::Connect {
+                    runtime,
+                    container,
+                    extra,
+                }),
+            ..
+        }) => run_connect(runtime, &container, &extra),
         Command::Acp(args) => tokio_runtime()?.block_on(run_acp(args)),
         Command::Demo(args) => tokio_runtime()?.block_on(crate::demo::run(args)),
         Command::Agents(args) => {
@@ -80,15 +133,93 @@ fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Builds the runtime a command names.
-pub fn make_runtime(kind: RuntimeKind, container: &str) -> anyhow::Result<Arc<dyn Runtime>> {
+pub async fn make_runtime(kind: RuntimeKind, container: &str) -> anyhow::Result<Arc<dyn Runtime>> {
     match kind {
         RuntimeKind::Local => Ok(Arc::new(LocalRuntime::new(container)?)),
+        RuntimeKind::Podman => Ok(Arc::new(PodmanRuntime::connect(container).await?)),
     }
 }
 
 async fn run_acp(args: AcpArgs) -> anyhow::Result<ExitCode> {
-    let runtime = make_runtime(args.runtime, &args.container)?;
-    match daemon::run(runtime, &args.socket, ProxyConfig::from_env()).await? {
+    let (Some(container), Some(socket)) = (args.container, args.socket) else {
+        anyhow::bail!("usage: terok-executor acp [--runtime podman|local] <CONTAINER> <SOCKET>");
+    };
+    let runtime = make_runtime(args.runtime, &container).await?;
+    match daemon::run(runtime, &socket, ProxyConfig::from_env()).await? {
         Outcome::AlreadyServed | Outcome::Stopped => Ok(ExitCode::SUCCESS),
+    }
+}
+
+async fn run_list(runtime: RuntimeKind, json: bool) -> anyhow::Result<ExitCode> {
+    let dir = endpoint::acp_dir();
+    let entries = match runtime {
+        RuntimeKind::Podman => listing::list_podman(&dir).await?,
+        RuntimeKind::Local => listing::list_sockets(&dir).await?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else {
+        print!("{}", listing::render_table(&entries));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The endpoint name and daemon argument for a container: Podman containers by name, local
+/// directories by their base name.
+fn endpoint_for(runtime: RuntimeKind, container: &str) -> anyhow::Result<(Endpoint, String)> {
+    match runtime {
+        RuntimeKind::Podman => Ok((Endpoint::named(container)?, container.to_owned())),
+        RuntimeKind::Local => {
+            let dir = std::fs::canonicalize(container)
+                .with_context(|| format!("cannot open {container}"))?;
+            let base = dir.file_name().and_then(|n| n.to_str()).unwrap_or("local");
+            let name: String = base
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let name = format!("local-{}", name.trim_start_matches('.'));
+            Ok((Endpoint::named(&name)?, dir.to_string_lossy().into_owned()))
+        }
+    }
+}
+
+fn run_connect(
+    runtime: RuntimeKind,
+    container: &str,
+    extra: &[String],
+) -> anyhow::Result<ExitCode> {
+    if !extra.is_empty() {
+        eprintln!(
+            "terok-executor: acp connect takes exactly one container, got extra arguments {extra:?}. \
+             An editor re-runs its agent command with extra arguments for terminal login, which this bridge \
+             cannot do: log the agent in on the host instead, then reconnect."
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let (endpoint, target) = endpoint_for(runtime, container)?;
+    let rt = tokio_runtime()?;
+    let outcome: anyhow::Result<()> = rt.block_on(async {
+        let mut daemon = std::process::Command::new(std::env::current_exe().context("cannot find this executable")?);
+        daemon.args(["acp", "--runtime", runtime.as_arg(), &target]).arg(&endpoint.socket);
+        if endpoint.ensure_daemon(daemon).await? {
+            tracing::info!(socket = %endpoint.socket.display(), log = %endpoint.log.display(), "started the ACP daemon");
+        }
+        bridge::pump(&endpoint.socket, &endpoint.log, tokio::io::stdin(), tokio::io::stdout()).await?;
+        Ok(())
+    });
+    // Reading stdin parks a blocking thread that would hold up an orderly runtime shutdown.
+    rt.shutdown_background();
+    match outcome {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("terok-executor: {e:#}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }

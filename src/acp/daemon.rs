@@ -254,6 +254,12 @@ pub async fn run(
     serve(listener, server.clone()).await;
     drop(guard);
     server.clear_bound_marker();
+    if tokio::time::timeout(SHUTDOWN_GRACE, runtime.drain())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some agents did not end within {SHUTDOWN_GRACE:?}");
+    }
     Ok(Outcome::Stopped)
 }
 

@@ -1,10 +1,12 @@
 //! The ACP aggregating proxy: framing, runtimes, probes, the picker and the per-connection proxy.
 
+pub mod bridge;
 pub mod cache;
 pub mod daemon;
 pub mod endpoint;
 pub mod frame;
 pub mod lines;
+pub mod listing;
 pub mod message;
 pub mod method;
 pub mod models;

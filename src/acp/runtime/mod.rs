@@ -9,6 +9,7 @@
 //! it (gracefully, then by force) and reports how it exited.
 
 pub mod local;
+pub mod podman;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -19,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, watch};
 
 pub use local::LocalRuntime;
+pub use podman::PodmanRuntime;
 
 /// An agent's name as it appears in `terok-<agent>-acp`: lowercase ASCII letters, digits, `-`,
 /// `_` and `.`, starting with a letter or digit, at most 64 bytes. Anything else (a `:`, a `/`,
@@ -122,6 +124,11 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Resolves once the container has stopped or disappeared.
     fn stopped(&self) -> BoxFuture<'_, ()>;
+
+    /// Waits until every wrapper asked to end has ended (called once at shutdown).
+    fn drain(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// How a wrapper ended.

@@ -1,0 +1,203 @@
+//! `acp connect` and `acp list` with the local runtime: an editor's view of the endpoint.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use common::{Agents, BIN};
+use serde_json::{json, Value};
+
+fn acp(runtime_dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("TEROK_RUNTIME_DIR", runtime_dir)
+        .env_remove("RUST_LOG")
+        .arg("acp");
+    cmd
+}
+
+/// An editor: the bridge process with piped stdio, reading one frame per line.
+struct Editor {
+    child: std::process::Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Editor {
+    fn send(&mut self, value: Value) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{value}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn response(&mut self, id: u64) -> Value {
+        loop {
+            let line = self
+                .lines
+                .next()
+                .expect("the bridge closed stdout")
+                .unwrap();
+            let value: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not a frame on stdout ({e}): {line}"));
+            if value["id"] == id && value.get("method").is_none() {
+                return value;
+            }
+        }
+    }
+}
+
+#[test]
+fn connect_starts_a_daemon_and_bridges_an_editor_session() {
+    let agents = Agents::new(&[("claude", "--models opus,sonnet")]);
+    let run = tempfile::tempdir().unwrap();
+    let mut child = acp(run.path())
+        .args(["connect", "--runtime", "local"])
+        .arg(agents.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut editor = Editor {
+        lines: BufReader::new(stdout).lines(),
+        child,
+    };
+    editor.send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": 1, "clientCapabilities": {}}}));
+    assert_eq!(editor.response(1)["result"]["protocolVersion"], 1);
+    editor.send(json!({"jsonrpc": "2.0", "id": 2, "method": "session/new", "params": {"cwd": "/tmp", "mcpServers": []}}));
+    let sid = editor.response(2)["result"]["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    editor.send(json!({"jsonrpc": "2.0", "id": 3, "method": "session/set_config_option", "params": {"sessionId": sid, "configId": "model", "value": "claude:sonnet"}}));
+    editor.response(3);
+
+    // While bound, `acp list` shows the endpoint ACTIVE with its agent.
+    let out = acp(run.path())
+        .args(["list", "--runtime", "local", "--json"])
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["status"] == "ACTIVE")
+        .expect("an active endpoint");
+    assert_eq!(entry["agent"], "claude");
+    let table = String::from_utf8(
+        acp(run.path())
+            .args(["list", "--runtime", "local"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.contains("ACTIVE") && table.contains("claude"),
+        "{table}"
+    );
+
+    // A prompt sent just before stdin closes is still answered (half-close).
+    editor.send(json!({"jsonrpc": "2.0", "id": 4, "method": "session/prompt", "params": {"sessionId": sid, "prompt": [{"type": "text", "text": "last words"}]}}));
+    drop(editor.child.stdin.take());
+    let mut chunk = None;
+    for line in editor.lines.by_ref() {
+        let value: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if value["method"] == "session/update"
+            && value["params"]["update"]["sessionUpdate"] == "agent_message_chunk"
+        {
+            chunk = Some(value["params"]["update"]["content"]["text"].clone());
+        }
+    }
+    assert_eq!(chunk, Some(json!("claude/sonnet: last words")));
+    assert!(editor.child.wait().unwrap().success());
+    // The daemon keeps serving for the next editor, and logs to the endpoint's log.
+    let log = std::fs::read_dir(run.path().join("acp"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "log"));
+    assert!(log.is_some(), "the daemon's log is next to its socket");
+    let sock = std::fs::read_dir(run.path().join("acp"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "sock"))
+        .unwrap()
+        .path();
+    assert!(std::os::unix::net::UnixStream::connect(&sock).is_ok());
+    stop_daemons_serving(&sock);
+}
+
+/// Ends daemons started detached by a test (found by their socket argument).
+fn stop_daemons_serving(sock: &std::path::Path) {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args
+            .iter()
+            .any(|a| *a == sock.as_os_str().as_encoded_bytes())
+            && args.iter().any(|a| *a == b"acp")
+        {
+            if let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn connect_refuses_extra_arguments_on_stderr_only() {
+    let run = tempfile::tempdir().unwrap();
+    let out = acp(run.path())
+        .args(["connect", "some-container", "--login"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing may reach stdout");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("terminal login"));
+}
+
+#[test]
+fn connect_reports_a_daemon_that_cannot_start() {
+    let agents = Agents::new(&[]);
+    let run = tempfile::tempdir().unwrap();
+    // A file where the endpoint directory must be.
+    let out = acp(run.path())
+        .args(["connect", "--runtime", "local", "/nonexistent/dir"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir"));
+    drop(agents);
+}
+
+#[test]
+fn list_removes_stale_sockets_instead_of_showing_them_active() {
+    let run = tempfile::tempdir().unwrap();
+    let dir = run.path().join("acp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stale = dir.join("old.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let out = acp(run.path())
+        .args(["list", "--runtime", "local", "--json"])
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = &list[0];
+    assert_eq!(entry["name"], "old");
+    assert_ne!(entry["status"], "ACTIVE");
+    assert!(entry["note"].as_str().unwrap().contains("stale"));
+    assert!(!stale.exists());
+    let empty = acp(run.path())
+        .args(["list", "--runtime", "local"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&empty.stdout).contains("No ACP endpoints"));
+}
