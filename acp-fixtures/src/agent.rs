@@ -157,6 +157,11 @@ impl Agent {
             .unwrap_or_default();
         if self.cfg.auth_required && method_id == "login" {
             self.authenticated.store(true, Ordering::SeqCst);
+            if let Some(path) = &self.cfg.auth_file {
+                std::fs::write(path, "logged in\n").map_err(|e| {
+                    RpcError::new(-32603, format!("cannot store the login: {e}"))
+                })?;
+            }
             Ok(json!({}))
         } else {
             Err(RpcError::invalid_params(format!(
@@ -167,7 +172,12 @@ impl Agent {
 
     fn new_session(&self, params: &Value) -> Result<Value, RpcError> {
         self.delay();
-        if self.cfg.auth_required && !self.authenticated.load(Ordering::SeqCst) {
+        let stored = self
+            .cfg
+            .auth_file
+            .as_ref()
+            .is_some_and(|p| std::path::Path::new(p).exists());
+        if self.cfg.auth_required && !stored && !self.authenticated.load(Ordering::SeqCst) {
             return Err(RpcError::new(-32000, "Authentication required"));
         }
         let cwd = params

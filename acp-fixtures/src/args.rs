@@ -106,6 +106,9 @@ pub struct Config {
     pub caps: Value,
     /// Whether `session/new` requires a prior `authenticate`.
     pub auth_required: bool,
+    /// Where a successful `authenticate` is remembered across processes (like real agents'
+    /// credential files); implies `auth_required` until the file exists.
+    pub auth_file: Option<String>,
     /// Whether `initialize` answers with an error.
     pub fail_initialize: bool,
     /// Exit with this code before reading anything.
@@ -144,6 +147,8 @@ usage: acp-fixture-agent [options]
   --set-model-method M        config|legacy|both (default derived from the style)
   --caps JSON                 agentCapabilities object
   --auth-required             session/new needs authenticate(login) first
+  --auth-file PATH            like --auth-required, but a successful login creates PATH
+                              and every process finding PATH is authenticated
   --fail-initialize           initialize answers an error
   --exit-on-start CODE        exit with CODE before reading anything
   --delay-ms N                delay initialize and session/new answers
@@ -165,6 +170,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
     let mut set_model_method = None;
     let mut caps = default_caps();
     let mut auth_required = false;
+    let mut auth_file = None;
     let mut fail_initialize = false;
     let mut exit_on_start = None;
     let mut delay = Duration::ZERO;
@@ -223,6 +229,10 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
                 }
             }
             "--auth-required" => auth_required = true,
+            "--auth-file" => {
+                auth_required = true;
+                auth_file = Some(value("a file path")?);
+            }
             "--fail-initialize" => fail_initialize = true,
             "--exit-on-start" => {
                 let v = value("an exit code")?;
@@ -273,6 +283,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         set_model_method,
         caps,
         auth_required,
+        auth_file,
         fail_initialize,
         exit_on_start,
         delay,
