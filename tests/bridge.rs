@@ -136,8 +136,7 @@ fn stop_daemons_serving(sock: &std::path::Path) {
             continue;
         };
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        if args.contains(&sock.as_os_str().as_encoded_bytes())
-            && args.iter().any(|a| *a == b"acp")
+        if args.contains(&sock.as_os_str().as_encoded_bytes()) && args.iter().any(|a| *a == b"acp")
         {
             if let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() {
                 let _ = nix::sys::signal::kill(

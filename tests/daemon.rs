@@ -11,6 +11,7 @@ use common::{alive, eventually, Agents, Client, BIN};
 
 fn spawn_daemon(dir: &Path, socket: &Path) -> Child {
     Command::new(BIN)
+        .env("TEROK_STATE_DIR", dir.join("state"))
         .args(["acp", "--runtime", "local"])
         .arg(dir)
         .arg(socket)

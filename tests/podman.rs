@@ -81,10 +81,13 @@ fn setup() -> Result<PodmanEnv, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let vars = String::from_utf8_lossy(&out.stdout)
+    let mut vars: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect();
+    // Daemons started by the tests keep their state out of the real home.
+    let state = std::env::temp_dir().join(format!("terok-test-state-{}", std::process::id()));
+    vars.insert("TEROK_STATE_DIR".into(), state.display().to_string());
     Ok(PodmanEnv { vars })
 }
 

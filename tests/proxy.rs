@@ -574,29 +574,6 @@ async fn no_usable_agent_is_a_clear_error() {
 }
 
 #[tokio::test]
-async fn a_pick_for_another_agent_on_a_bound_session_is_refused() {
-    let agents = two_agents();
-    let proxy = Proxy::start(&agents).await;
-    let mut client = proxy.connect().await;
-    let (sid, _) = client.new_session().await;
-    client.pick(&sid, "claude:opus").await;
-    let err = client
-        .call_err(
-            "session/set_config_option",
-            json!({"sessionId": sid, "configId": "model", "value": "codex:gpt-5"}),
-        )
-        .await;
-    assert_eq!(err["code"], -32602);
-    assert!(err["message"].as_str().unwrap().contains("bound to claude"));
-    // Switching within the bound agent still works.
-    let answer = client.pick(&sid, "claude:sonnet").await;
-    assert_eq!(current_model(&answer["configOptions"]), "claude:sonnet");
-    let (chunks, _) = client.prompt(&sid, "still here").await;
-    assert_eq!(chunks, ["claude/sonnet: still here"]);
-    proxy.stop().await;
-}
-
-#[tokio::test]
 async fn bad_picks_and_bad_frames_get_errors_and_the_connection_survives() {
     let agents = two_agents();
     let proxy = Proxy::start(&agents).await;

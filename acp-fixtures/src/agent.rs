@@ -158,9 +158,8 @@ impl Agent {
         if self.cfg.auth_required && method_id == "login" {
             self.authenticated.store(true, Ordering::SeqCst);
             if let Some(path) = &self.cfg.auth_file {
-                std::fs::write(path, "logged in\n").map_err(|e| {
-                    RpcError::new(-32603, format!("cannot store the login: {e}"))
-                })?;
+                std::fs::write(path, "logged in\n")
+                    .map_err(|e| RpcError::new(-32603, format!("cannot store the login: {e}")))?;
             }
             Ok(json!({}))
         } else {

@@ -228,6 +228,9 @@ pub async fn run(
     if config.bound_file.is_none() {
         config.bound_file = Some(sibling(socket, "bound"));
     }
+    if config.cache_dir.is_none() {
+        config.cache_dir = Some(super::endpoint::state_dir().join("acp-cache"));
+    }
     let server = Server::new(runtime.clone(), config);
     tracing::info!(socket = %guard.path().display(), container = %runtime.describe(), "serving");
     server.warm_up();

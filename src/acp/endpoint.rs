@@ -45,6 +45,25 @@ pub fn runtime_dir() -> PathBuf {
     runtime_dir_from(|k| std::env::var(k).ok(), nix::unistd::geteuid().is_root())
 }
 
+/// Where the daemon keeps state across restarts (the probe cache): `$TEROK_STATE_DIR`, else
+/// `$XDG_STATE_HOME/terok`, else `/var/lib/terok` for root and `~/.local/state/terok` otherwise.
+pub fn state_dir() -> PathBuf {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(dir) = env("TEROK_STATE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = env("XDG_STATE_HOME") {
+        return PathBuf::from(dir).join("terok");
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/terok");
+    }
+    PathBuf::from(env("HOME").unwrap_or_else(|| "/".into()))
+        .join(".local")
+        .join("state")
+        .join("terok")
+}
+
 /// The directory holding every endpoint.
 pub fn acp_dir() -> PathBuf {
     runtime_dir().join("acp")

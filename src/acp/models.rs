@@ -4,10 +4,11 @@
 //! grouped options); older ones use the legacy `models` block and `session/set_model`; some offer
 //! no selector at all. [`ModelMenu::from_session`] reads all three into one shape.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// How the agent lets a client choose its model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ModelSelector {
     /// A `configOptions` select with this id, set through `session/set_config_option`.
     ConfigOption { id: String },
@@ -18,7 +19,7 @@ pub enum ModelSelector {
 }
 
 /// One model an agent offers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelChoice {
     pub id: String,
     pub name: String,
@@ -26,7 +27,7 @@ pub struct ModelChoice {
 }
 
 /// An agent's models and how to pick one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelMenu {
     pub selector: ModelSelector,
     pub models: Vec<ModelChoice>,

@@ -20,6 +20,15 @@ pub const MODEL_OPTION_ID: &str = "model";
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     agents: Vec<Arc<AgentProbe>>,
+    /// Agents whose probe answered "authentication required", with their auth methods.
+    auth_needed: Vec<AuthNeeded>,
+}
+
+/// An agent that needs a login before it can open sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthNeeded {
+    pub agent: AgentName,
+    pub methods: Vec<Value>,
 }
 
 /// A picked value resolved to its agent.
@@ -45,10 +54,123 @@ pub fn namespaced(agent: &AgentName, model: &str) -> String {
 }
 
 impl Catalog {
-    pub fn new(mut agents: Vec<Arc<AgentProbe>>) -> Catalog {
+    pub fn new(agents: Vec<Arc<AgentProbe>>) -> Catalog {
+        Catalog::with_auth(agents, Vec::new())
+    }
+
+    pub fn with_auth(
+        mut agents: Vec<Arc<AgentProbe>>,
+        mut auth_needed: Vec<AuthNeeded>,
+    ) -> Catalog {
         agents.sort_by(|a, b| a.agent.cmp(&b.agent));
         agents.dedup_by(|a, b| a.agent == b.agent);
-        Catalog { agents }
+        auth_needed.sort_by(|a, b| a.agent.cmp(&b.agent));
+        Catalog {
+            agents,
+            auth_needed,
+        }
+    }
+
+    pub fn auth_needed(&self) -> &[AuthNeeded] {
+        &self.auth_needed
+    }
+
+    /// Every value the picker offers, in order: two catalogs with the same values show the
+    /// same picker.
+    pub fn values(&self) -> Vec<String> {
+        self.agents
+            .iter()
+            .flat_map(|a| {
+                a.menu
+                    .models
+                    .iter()
+                    .map(move |m| namespaced(&a.agent, &m.id))
+            })
+            .collect()
+    }
+
+    /// Every agent's auth methods as `agent:methodId`. Methods of type `terminal` are left out:
+    /// an editor runs them by re-running the agent command with extra arguments, which cannot
+    /// reach an agent inside a container.
+    pub fn auth_methods(&self) -> Vec<Value> {
+        let ready = self.agents.iter().map(|a| {
+            let methods = a
+                .initialize
+                .get("authMethods")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            (a.agent.clone(), a.title(), methods)
+        });
+        let locked = self
+            .auth_needed
+            .iter()
+            .map(|a| (a.agent.clone(), a.agent.to_string(), a.methods.clone()));
+        let mut out = Vec::new();
+        for (agent, title, methods) in ready.chain(locked) {
+            for method in methods {
+                let Some(id) = method.get("id").and_then(Value::as_str) else {
+                    continue;
+                };
+                if method.get("type").and_then(Value::as_str) == Some("terminal") {
+                    continue;
+                }
+                let mut method = method.clone();
+                method["id"] = json!(namespaced(&agent, id));
+                let name = method
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(id)
+                    .to_owned();
+                method["name"] = json!(format!("{title}: {name}"));
+                out.push(method);
+            }
+        }
+        out
+    }
+
+    /// Resolves an `agent:methodId` auth method to its agent and bare id.
+    pub fn resolve_auth(&self, id: &str) -> Option<(AgentName, String)> {
+        let (agent, method) = id.split_once(':')?;
+        let known = self
+            .agents
+            .iter()
+            .map(|a| &a.agent)
+            .chain(self.auth_needed.iter().map(|a| &a.agent));
+        let agent = known.into_iter().find(|a| a.as_str() == agent)?.clone();
+        Some((agent, method.to_owned()))
+    }
+
+    /// The merged `agentCapabilities`: what at least one agent can do. Requests a bound agent
+    /// cannot serve are refused per session.
+    pub fn capabilities(&self) -> Value {
+        let caps: Vec<&Value> = self
+            .agents
+            .iter()
+            .filter_map(|a| a.initialize.get("agentCapabilities"))
+            .collect();
+        let any = |path: &str| {
+            caps.iter()
+                .any(|c| c.pointer(path).and_then(Value::as_bool) == Some(true))
+        };
+        let has = |path: &str| {
+            caps.iter()
+                .any(|c| c.pointer(path).is_some_and(|v| !v.is_null()))
+        };
+        let mut session = serde_json::Map::new();
+        if has("/sessionCapabilities/additionalDirectories") {
+            session.insert("additionalDirectories".into(), json!({}));
+        }
+        json!({
+            "loadSession": false,
+            "promptCapabilities": {
+                "image": any("/promptCapabilities/image"),
+                "audio": any("/promptCapabilities/audio"),
+                "embeddedContext": any("/promptCapabilities/embeddedContext"),
+            },
+            "mcpCapabilities": {"http": any("/mcpCapabilities/http"), "sse": any("/mcpCapabilities/sse")},
+            "sessionCapabilities": session,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -268,6 +390,69 @@ mod tests {
                 "plain:default"
             ]
         );
+    }
+
+    #[test]
+    fn capabilities_are_the_union_of_the_agents() {
+        let with = |caps: Value| {
+            Arc::new(AgentProbe {
+                agent: AgentName::new(&format!("a{}", caps.to_string().len())).unwrap(),
+                initialize: json!({"agentCapabilities": caps}),
+                menu: ModelMenu::from_session(&json!({})),
+            })
+        };
+        let c = Catalog::new(vec![
+            with(
+                json!({"promptCapabilities": {"image": true}, "mcpCapabilities": {"http": false}}),
+            ),
+            with(
+                json!({"promptCapabilities": {"embeddedContext": true, "image": false}, "mcpCapabilities": {"sse": true}, "sessionCapabilities": {"additionalDirectories": {}}}),
+            ),
+        ]);
+        let caps = c.capabilities();
+        assert_eq!(
+            caps["promptCapabilities"],
+            json!({"image": true, "audio": false, "embeddedContext": true})
+        );
+        assert_eq!(caps["mcpCapabilities"], json!({"http": false, "sse": true}));
+        assert_eq!(
+            caps["sessionCapabilities"],
+            json!({"additionalDirectories": {}})
+        );
+    }
+
+    #[test]
+    fn auth_methods_are_namespaced_and_terminal_ones_left_out() {
+        let probe = Arc::new(AgentProbe {
+            agent: AgentName::new("codex").unwrap(),
+            initialize: json!({"agentInfo": {"title": "Codex"}, "authMethods": [
+                {"id": "chatgpt", "name": "Login with ChatGPT"},
+                {"id": "key", "name": "API key", "type": "env_var", "vars": [{"name": "K"}]},
+                {"id": "tty", "name": "Terminal", "type": "terminal", "args": ["--login"]}]}),
+            menu: ModelMenu::from_session(&json!({})),
+        });
+        let c = Catalog::with_auth(
+            vec![probe],
+            vec![AuthNeeded {
+                agent: AgentName::new("claude").unwrap(),
+                methods: vec![json!({"id": "login", "name": "Log in"})],
+            }],
+        );
+        let methods = c.auth_methods();
+        let ids: Vec<&str> = methods.iter().map(|m| m["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["codex:chatgpt", "codex:key", "claude:login"]);
+        assert_eq!(c.auth_methods()[0]["name"], "Codex: Login with ChatGPT");
+        assert_eq!(
+            c.auth_methods()[1]["vars"],
+            json!([{"name": "K"}]),
+            "other fields pass through"
+        );
+        assert_eq!(
+            c.resolve_auth("claude:login"),
+            Some((AgentName::new("claude").unwrap(), "login".into()))
+        );
+        assert_eq!(c.resolve_auth("ghost:login"), None);
+        assert_eq!(c.resolve_auth("login"), None);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::runtime::{AgentName, AgentProcess, Runtime};
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What a successful probe learned.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AgentProbe {
     pub agent: AgentName,
     /// The agent's `initialize` result, verbatim.
@@ -158,10 +158,22 @@ async fn handshake(
         }
         other => other?,
     };
-    if session.get("sessionId").and_then(Value::as_str).is_none() {
+    let Some(session_id) = session.get("sessionId").and_then(Value::as_str) else {
         return Err(ProbeError::Protocol(
             "session/new answered without a sessionId".into(),
         ));
+    };
+    // The probe's session is of no use to anyone: close it where the agent supports that, so
+    // it does not linger in the agent's session history.
+    let closable = initialize
+        .pointer("/agentCapabilities/sessionCapabilities/close")
+        .is_some_and(|c| !c.is_null());
+    if closable {
+        let params = json!({"sessionId": session_id});
+        if let Err(e) = request(&mut process.stdin, &mut reader, 2, "session/close", &params).await
+        {
+            tracing::debug!(agent = %agent, "closing the probe session failed: {e}");
+        }
     }
     Ok(AgentProbe {
         agent: agent.clone(),

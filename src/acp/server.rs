@@ -60,6 +60,8 @@ pub struct ProxyConfig {
     pub debug: FrameDebug,
     /// Where to keep the `.bound` marker, if anywhere.
     pub bound_file: Option<PathBuf>,
+    /// Where probe results are persisted per image, if anywhere.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for ProxyConfig {
@@ -70,6 +72,7 @@ impl Default for ProxyConfig {
             max_frame: DEFAULT_MAX_FRAME,
             debug: FrameDebug::Off,
             bound_file: None,
+            cache_dir: None,
         }
     }
 }
@@ -186,19 +189,146 @@ impl Server {
         if ready.is_empty() {
             return Err(CatalogError::AllFailed(failures));
         }
-        Ok(Catalog::new(ready))
+        let auth_needed = CatalogError::AllFailed(failures).auth_needed();
+        Ok(Catalog::with_auth(ready, auth_needed))
     }
 
-    /// Starts probing in the background so the first `session/new` finds a warm cache.
+    /// Keeps the cache warm for the daemon's lifetime: seeds it from the persisted cache (and
+    /// revalidates those answers in the background), probes every agent at once, re-probes
+    /// failing agents when their backoff expires and after any change (such as a login), and
+    /// persists what it learned.
     pub fn warm_up(self: &Arc<Self>) {
         let server = self.clone();
         self.tracker.spawn(async move {
+            let work = async {
+                server.seed_from_disk().await;
+                let mut changes = server.cache.subscribe();
+                loop {
+                    changes.mark_unchanged();
+                    match server.catalog().await {
+                        Ok(catalog) => {
+                            tracing::debug!(agents = catalog.agents().len(), "probe cache warm")
+                        }
+                        Err(e) => tracing::warn!("{}", e.to_rpc().message),
+                    }
+                    server.persist().await;
+                    let retry = server.cache.next_retry();
+                    tokio::select! {
+                        _ = changes.changed() => {}
+                        _ = async {
+                            match retry {
+                                Some(at) => tokio::time::sleep_until(at).await,
+                                None => std::future::pending().await,
+                            }
+                        } => {}
+                    }
+                }
+            };
             tokio::select! {
                 _ = server.shutdown.cancelled() => {}
-                outcome = server.catalog() => match outcome {
-                    Ok(catalog) => tracing::info!(agents = catalog.agents().len(), "probe cache warm"),
-                    Err(e) => tracing::warn!("warm-up: {}", e.to_rpc().message),
-                },
+                _ = work => {}
+            }
+        });
+    }
+
+    fn cache_file(&self, identity: &super::runtime::Identity) -> Option<PathBuf> {
+        let dir = self.config.cache_dir.as_ref()?;
+        let name: String = format!("{}-{}", identity.image, identity.auth)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(200)
+            .collect();
+        Some(dir.join(format!("{name}.json")))
+    }
+
+    /// Seeds the cache from the persisted file of this image, then revalidates in background.
+    async fn seed_from_disk(self: &Arc<Self>) {
+        let Ok(identity) = self.runtime.identity().await else {
+            return;
+        };
+        let Some(path) = self.cache_file(&identity) else {
+            return;
+        };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        let probes: Vec<super::probe::AgentProbe> = match serde_json::from_str(&text) {
+            Ok(probes) => probes,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring an unreadable probe cache: {e}");
+                return;
+            }
+        };
+        tracing::info!(agents = probes.len(), path = %path.display(), "probe cache loaded");
+        for probe in probes {
+            let key = CacheKey {
+                identity: identity.clone(),
+                agent: probe.agent.clone(),
+            };
+            self.cache.seed(key.clone(), Arc::new(probe));
+            let server = self.clone();
+            self.tracker.spawn(async move {
+                let (runtime, timeout, agent) = (
+                    server.runtime.clone(),
+                    server.config.probe_timeout,
+                    key.agent.clone(),
+                );
+                let fresh =
+                    async move { probe::probe(runtime.as_ref(), &agent, timeout).await }.boxed();
+                tokio::select! {
+                    _ = server.shutdown.cancelled() => {}
+                    _ = server.cache.refresh(key, fresh) => {}
+                }
+            });
+        }
+    }
+
+    /// Writes the ready probes of this image to the persisted cache.
+    async fn persist(&self) {
+        let Ok(identity) = self.runtime.identity().await else {
+            return;
+        };
+        let Some(path) = self.cache_file(&identity) else {
+            return;
+        };
+        let mut probes: Vec<super::probe::AgentProbe> = self
+            .cache
+            .ready(&identity)
+            .iter()
+            .map(|p| (**p).clone())
+            .collect();
+        probes.sort_by(|a, b| a.agent.cmp(&b.agent));
+        let Ok(json) = serde_json::to_vec_pretty(&probes) else {
+            return;
+        };
+        if std::fs::read(&path).is_ok_and(|old| old == json) {
+            return;
+        }
+        if let Some(dir) = path.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
+        }
+        if let Err(e) = crate::fsutil::write_atomic(&path, &json, 0o600) {
+            tracing::warn!(path = %path.display(), "cannot persist the probe cache: {e}");
+        }
+    }
+
+    /// Forgets an agent's cached probe (after a login), so the refresher probes it again and
+    /// every connection sees the result.
+    pub fn forget_probe(self: &Arc<Self>, agent: AgentName) {
+        let server = self.clone();
+        self.tracker.spawn(async move {
+            if let Ok(identity) = server.runtime.identity().await {
+                server.cache.invalidate(&CacheKey { identity, agent });
             }
         });
     }
@@ -273,6 +403,23 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
+    /// The agents that need a login, for `initialize` to offer their auth methods.
+    pub fn auth_needed(&self) -> Vec<super::picker::AuthNeeded> {
+        let CatalogError::AllFailed(failures) = self else {
+            return Vec::new();
+        };
+        failures
+            .iter()
+            .filter_map(|(agent, e)| match e {
+                ProbeError::AuthRequired { auth_methods, .. } => Some(super::picker::AuthNeeded {
+                    agent: agent.clone(),
+                    methods: auth_methods.as_array().cloned().unwrap_or_default(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The JSON-RPC error a client gets for a `session/new` that found no agent. When some agent
     /// needs authentication the code is `-32000`, which editors turn into their login flow.
     pub fn to_rpc(&self) -> RpcError {

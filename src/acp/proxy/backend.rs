@@ -59,6 +59,10 @@ pub(super) enum Pending {
         reply: super::session::Reply,
         legacy_retry: bool,
     },
+    /// A client's `authenticate`, routed to this agent.
+    Authenticate { client_id: Bytes },
+    /// A request whose answer nobody needs (closing an old session).
+    Ignore,
 }
 
 /// A backend session id and the proxy session it stands for.
@@ -80,6 +84,12 @@ pub(super) struct Backend {
     pub routes: HashMap<String, SessionRoute>,
     /// Sessions waiting for this backend to finish `initialize`.
     pub waiting: Vec<Arc<str>>,
+    /// `authenticate` requests (client id, bare method id) waiting for `initialize`.
+    pub waiting_auth: Vec<(Bytes, String)>,
+    /// The agent's answer to the replayed `initialize`.
+    pub init_result: Value,
+    /// Agent sessions a switch moved away from: their late frames are dropped.
+    pub retired: std::collections::HashSet<String>,
 }
 
 impl Backend {
@@ -95,6 +105,9 @@ impl Backend {
             pending: HashMap::new(),
             routes: HashMap::new(),
             waiting: Vec::new(),
+            waiting_auth: Vec::new(),
+            init_result: Value::Null,
+            retired: Default::default(),
         }
     }
 
@@ -150,6 +163,18 @@ impl Backend {
                 "session/cancel",
                 &json!({"sessionId": sid}),
             );
+        }
+    }
+
+    /// Closes the agent's stdin now and ends the process after `delay`, so what was just
+    /// written (cancellations, answers) can still reach it.
+    pub fn terminate_after(&mut self, delay: Duration, tracker: &tokio_util::task::TaskTracker) {
+        self.input = None;
+        if let Some(mut control) = self.control.take() {
+            tracker.spawn(async move {
+                tokio::time::sleep(delay).await;
+                control.terminate();
+            });
         }
     }
 
@@ -365,6 +390,16 @@ impl Connection {
                 frame.write_spliced(&mut [(span, &client_id[..])], &mut self.client_buf);
             }
             Pending::Initialize => self.on_backend_initialized(slot, frame),
+            Pending::Authenticate { client_id } => {
+                if !frame.contains(b"\"error\"") {
+                    let agent = backend.agent.clone();
+                    tracing::info!(agent = %agent, "authenticated; probing it again");
+                    self.server.forget_probe(agent);
+                }
+                let Some(span) = frame.id_span() else { return };
+                frame.write_spliced(&mut [(span, &client_id[..])], &mut self.client_buf);
+            }
+            Pending::Ignore => {}
             Pending::NewSession { session } => self.on_backend_session(slot, &session, frame),
             Pending::SelectModel {
                 session,
@@ -406,6 +441,27 @@ impl Connection {
         let (Some(backend_id), Some(id_span)) = (frame.id_raw(), frame.id_span()) else {
             return;
         };
+        if frame
+            .session_id()
+            .is_some_and(|sid| backend.retired.contains(sid.as_ref()))
+        {
+            // A session switched away from asks nothing of the client any more.
+            let error = RpcError::new(
+                message::REQUEST_CANCELLED,
+                "the session was switched to another agent",
+            );
+            if let Some(backend) = self.backends.get_mut(&slot) {
+                message::write_error(&mut backend.buf, Some(&backend_id), &error);
+            }
+            return;
+        }
+        if self.client_eof {
+            let method = frame.method().cloned().unwrap_or(Method::Other("".into()));
+            if let Some(backend) = self.backends.get_mut(&slot) {
+                super::cancel_agent_request(&mut backend.buf, &method, &backend_id);
+            }
+            return;
+        }
         let client_id = self.next_agent_request;
         self.next_agent_request += 1;
         let client_literal = message::numeric_id(client_id);
@@ -425,8 +481,15 @@ impl Connection {
                 &mut self.client_buf,
             ),
         }
-        self.agent_requests
-            .insert(client_id, AgentRequest { slot, backend_id });
+        let method = frame.method().cloned().unwrap_or(Method::Other("".into()));
+        self.agent_requests.insert(
+            client_id,
+            AgentRequest {
+                slot,
+                backend_id,
+                method,
+            },
+        );
     }
 
     fn on_backend_notification(&mut self, slot: u32, frame: Frame) {
@@ -437,6 +500,10 @@ impl Connection {
             frame.write_spliced(&mut [], &mut self.client_buf);
             return;
         };
+        if backend.retired.contains(sid.as_ref()) {
+            tracing::debug!(agent = %backend.agent, "dropping a late frame of a session switched away from");
+            return;
+        }
         let Some(route) = backend.routes.get(sid.as_ref()) else {
             // Not a session this connection opened (e.g. an agent's child session): as is.
             frame.write_spliced(&mut [], &mut self.client_buf);
@@ -539,13 +606,17 @@ impl Connection {
         }
         backend.terminate();
         self.agent_requests.retain(|_, r| r.slot != slot);
+        for (client_id, _) in std::mem::take(&mut backend.waiting_auth) {
+            self.reply_error(Some(&client_id), &error);
+        }
         for (_, pending) in backend.pending.drain() {
             match pending {
                 Pending::Client { client_id, .. } => self.reply_error(Some(&client_id), &error),
                 Pending::NewSession { session } | Pending::SelectModel { session, .. } => {
                     self.bind_failed(&session, error.clone())
                 }
-                Pending::Initialize => {}
+                Pending::Authenticate { client_id } => self.reply_error(Some(&client_id), &error),
+                Pending::Initialize | Pending::Ignore => {}
             }
         }
         let affected: Vec<Arc<str>> = self

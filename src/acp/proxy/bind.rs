@@ -51,6 +51,20 @@ impl Connection {
         reply: Reply,
         first: Option<Frame>,
     ) {
+        self.start_bind_from(sid, agent, model, reply, first, None)
+    }
+
+    /// Like [`Connection::start_bind`], switching away from `previous` (another agent's session)
+    /// once the new one is ready.
+    pub(super) fn start_bind_from(
+        &mut self,
+        sid: &Arc<str>,
+        agent: AgentName,
+        model: String,
+        reply: Reply,
+        first: Option<Frame>,
+        previous: Option<Link>,
+    ) {
         let slot = self.ensure_backend(&agent);
         let attempt = self.next_bind_attempt;
         self.next_bind_attempt += 1;
@@ -66,6 +80,7 @@ impl Connection {
             queue: first.into_iter().collect(),
             link: None,
             attempt,
+            previous,
         };
         let Some(backend) = self.backends.get_mut(&slot) else {
             return;
@@ -103,7 +118,15 @@ impl Connection {
             return self.fail_backend(slot, error);
         }
         backend.state = BackendState::Ready;
+        backend.init_result = value.get("result").cloned().unwrap_or(Value::Null);
         tracing::debug!(agent = %backend.agent, "agent initialized");
+        for (client_id, method) in std::mem::take(&mut backend.waiting_auth) {
+            backend.request(
+                "authenticate",
+                &json!({"methodId": method}),
+                Pending::Authenticate { client_id },
+            );
+        }
         for sid in std::mem::take(&mut backend.waiting) {
             self.open_backend_session(slot, &sid);
         }
@@ -264,10 +287,12 @@ impl Connection {
         };
         session.model = namespaced(&agent, model);
         let mut queue = Vec::new();
+        let mut switched_from = None;
         if let SessionState::Binding { link: Some(_), .. } = &session.state {
             let SessionState::Binding {
                 link: Some(link),
                 queue: q,
+                previous,
                 ..
             } = std::mem::replace(&mut session.state, SessionState::Unbound)
             else {
@@ -277,6 +302,10 @@ impl Connection {
             session.state = SessionState::Bound(link);
             tracing::info!(session = %sid, agent = %agent, model, "bound");
             self.server.session_bound(self.id, sid, &agent);
+            switched_from = previous;
+        }
+        if let Some(previous) = switched_from {
+            self.retire(sid, previous, &agent, model);
         }
         let Some(session) = self.sessions.get(sid) else {
             return;
@@ -300,7 +329,7 @@ impl Connection {
         let Some(session) = self.sessions.get_mut(sid) else {
             return;
         };
-        let state = std::mem::replace(&mut session.state, SessionState::Unbound);
+        let mut state = std::mem::replace(&mut session.state, SessionState::Unbound);
         if let SessionState::Bound(link)
         | SessionState::Binding {
             link: Some(link), ..
@@ -310,7 +339,22 @@ impl Connection {
                 backend.routes.remove(&link.backend_sid);
             }
         }
-        self.server.session_unbound(self.id, sid);
+        // A failed switch leaves the session where it was, if that agent is still there.
+        let restored = match &mut state {
+            SessionState::Binding { previous, .. } => previous
+                .take()
+                .filter(|p| self.backends.contains_key(&p.slot)),
+            _ => None,
+        };
+        if let Some(previous) = restored {
+            // The session's model is only changed once a selection succeeds: it still names
+            // the previous agent's model.
+            if let Some(session) = self.sessions.get_mut(sid) {
+                session.state = SessionState::Bound(previous);
+            }
+        } else {
+            self.server.session_unbound(self.id, sid);
+        }
         match state {
             SessionState::Binding {
                 agent,
@@ -333,6 +377,35 @@ impl Connection {
             }
             SessionState::Unbound => {}
         }
+    }
+
+    /// Lets go of the agent session a switch moved away from: its turn is cancelled, it is
+    /// closed where the agent supports that, late frames from it are dropped, and the user is
+    /// told that the conversation did not come along.
+    fn retire(&mut self, sid: &Arc<str>, previous: Link, agent: &AgentName, model: &str) {
+        if let Some(backend) = self.backends.get_mut(&previous.slot) {
+            backend.routes.remove(&previous.backend_sid);
+            backend.retired.insert(previous.backend_sid.clone());
+            let params = json!({"sessionId": previous.backend_sid});
+            crate::acp::message::write_notification(&mut backend.buf, "session/cancel", &params);
+            if backend
+                .init_result
+                .pointer("/agentCapabilities/sessionCapabilities/close")
+                .is_some_and(|c| !c.is_null())
+            {
+                backend.request("session/close", &params, Pending::Ignore);
+            }
+        }
+        tracing::info!(session = %sid, from = %previous.agent, to = %agent, "switched agents");
+        let text = format!(
+            "Switched from {} to {}. The conversation so far stays with {}; {} starts without it.",
+            previous.agent,
+            namespaced(agent, model),
+            previous.agent,
+            agent
+        );
+        let params = json!({"sessionId": &**sid, "update": {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}}});
+        self.notify_client("session/update", &params);
     }
 
     pub(super) fn on_bind_timeout(&mut self, sid: &Arc<str>, attempt: u64) {

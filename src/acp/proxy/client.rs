@@ -69,6 +69,7 @@ impl Connection {
             (Some(Method::SessionSetConfigOption), true) => self.on_set_config_option(frame),
             (Some(Method::SessionSetModel), true) => self.on_set_model(frame),
             (Some(Method::CancelRequest), false) => self.on_cancel_request(frame),
+            (Some(Method::Authenticate), true) => self.on_authenticate(frame),
             _ => self.route(frame),
         }
     }
@@ -103,9 +104,117 @@ impl Connection {
                 &RpcError::new(INVALID_PARAMS, "initialize params must be an object"),
             );
         }
-        let result = initialize_result(&self.server.runtime.describe());
         self.client_init = Some(params);
-        self.reply_result(&id, &result);
+        // The answer merges what the agents can do, so it waits for their probes (instant once
+        // the cache is warm).
+        self.deferred += 1;
+        let server = self.server.clone();
+        let events = self.events.clone();
+        self.server.tracker.spawn(async move {
+            tokio::select! {
+                outcome = server.catalog() => {
+                    let _ = events.send(Event::InitializeReady { client_id: id, outcome }).await;
+                }
+                _ = events.closed() => {}
+            }
+        });
+    }
+
+    pub(super) fn on_initialize_ready(
+        &mut self,
+        client_id: Bytes,
+        outcome: Result<Catalog, crate::acp::server::CatalogError>,
+    ) {
+        let catalog = match outcome {
+            Ok(catalog) => catalog,
+            // Even with no usable agent the handshake succeeds; agents needing a login are
+            // offered through their auth methods, and session/new explains the rest.
+            Err(e) => {
+                tracing::warn!("initialize: {}", e.to_rpc().message);
+                Catalog::with_auth(Vec::new(), e.auth_needed())
+            }
+        };
+        let result = initialize_result(&self.server.runtime.describe(), &catalog);
+        self.catalog = Some(Arc::new(catalog));
+        self.reply_result(&client_id, &result);
+    }
+
+    /// `authenticate` with an `agent:methodId` goes to that agent, started if need be.
+    fn on_authenticate(&mut self, frame: Frame) {
+        let Some(params) = self.params_of(&frame) else {
+            return;
+        };
+        let Some(id) = frame.id_raw() else { return };
+        let Some(method_id) = params.get("methodId").and_then(Value::as_str) else {
+            return self.reply_error(
+                Some(&id),
+                &RpcError::new(INVALID_PARAMS, "authenticate needs a methodId"),
+            );
+        };
+        let resolved = self
+            .catalog
+            .as_ref()
+            .and_then(|c| c.resolve_auth(method_id));
+        let Some((agent, bare)) = resolved else {
+            let error = RpcError::new(
+                INVALID_PARAMS,
+                format!(
+                    "unknown auth method {method_id:?}; expected agent:methodId from initialize"
+                ),
+            );
+            return self.reply_error(Some(&id), &error);
+        };
+        let slot = self.ensure_backend(&agent);
+        let Some(backend) = self.backends.get_mut(&slot) else {
+            return;
+        };
+        if backend.is_ready() {
+            backend.request(
+                "authenticate",
+                &json!({"methodId": bare}),
+                super::backend::Pending::Authenticate { client_id: id },
+            );
+        } else {
+            backend.waiting_auth.push((id, bare));
+        }
+    }
+
+    /// Refuses content the bound agent said it cannot take, instead of forwarding it.
+    pub(super) fn check_prompt(&mut self, slot: u32, frame: &Frame) -> bool {
+        let Some(backend) = self.backends.get(&slot) else {
+            return true;
+        };
+        let caps = backend
+            .init_result
+            .pointer("/agentCapabilities/promptCapabilities")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let Ok(value) = frame.to_value() else {
+            return true;
+        };
+        let blocks = value
+            .pointer("/params/prompt")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for block in blocks {
+            let (kind, cap) = match block.get("type").and_then(Value::as_str) {
+                Some("image") => ("image", "image"),
+                Some("audio") => ("audio", "audio"),
+                Some("resource") => ("embedded resource", "embeddedContext"),
+                _ => continue,
+            };
+            if caps.get(cap).and_then(Value::as_bool) != Some(true) {
+                let error = RpcError::new(
+                    INVALID_PARAMS,
+                    format!("agent {} does not accept {kind} content", backend.agent),
+                )
+                .with_data(json!({"agent": backend.agent.as_str(), "capability": cap}));
+                self.reply_error(frame.id_raw().as_deref(), &error);
+                return false;
+            }
+        }
+        true
     }
 
     fn on_session_new(&mut self, frame: Frame) {
@@ -230,14 +339,16 @@ impl Connection {
                 self.select_model(slot, &sid, pick.model, reply);
             }
             SessionState::Bound(link) => {
-                let error = RpcError::new(
-                    INVALID_PARAMS,
-                    format!(
-                        "this session is bound to {}; switching it to {} is not supported yet: open a new session to use {}",
-                        link.agent, pick.agent.agent, value
-                    ),
+                // Another agent: a new agent session in its place (the context stays behind).
+                let previous = link.clone();
+                self.start_bind_from(
+                    &sid,
+                    pick.agent.agent.clone(),
+                    pick.model,
+                    reply,
+                    None,
+                    Some(previous),
                 );
-                self.reply_error(id.as_deref(), &error);
             }
         }
     }
@@ -260,6 +371,9 @@ impl Connection {
         match &mut session.state {
             SessionState::Bound(link) => {
                 let route = (link.slot, session.id.clone(), link.backend_literal.clone());
+                if method == Method::SessionPrompt && !self.check_prompt(route.0, &frame) {
+                    return;
+                }
                 self.forward_to_backend(route.0, frame, Some((route.1, route.2)));
             }
             SessionState::Binding { queue, .. } => queue.push(frame),
@@ -361,16 +475,24 @@ pub(super) fn unknown_session(sid: &str) -> RpcError {
 }
 
 /// The proxy's own `initialize` answer, built from the ACP schema types.
-fn initialize_result(container: &str) -> Value {
+/// The proxy's own `initialize` answer, built from the ACP schema types: the merged
+/// capabilities of the agents and their auth methods as `agent:methodId`. The auth methods are
+/// kept raw so fields newer than the schema survive.
+fn initialize_result(container: &str, catalog: &Catalog) -> Value {
     use agent_client_protocol::schema::ProtocolVersion;
     use agent_client_protocol::v1::schema::{
         AgentCapabilities, Implementation, InitializeResponse,
     };
+    let capabilities: AgentCapabilities =
+        serde_json::from_value(catalog.capabilities()).unwrap_or_default();
     let response = InitializeResponse::new(ProtocolVersion::V1)
-        .agent_capabilities(AgentCapabilities::default())
+        .agent_capabilities(capabilities)
         .agent_info(
             Implementation::new("terok-executor", env!("CARGO_PKG_VERSION"))
                 .title(format!("terok ({container})")),
         );
-    serde_json::to_value(response).unwrap_or_else(|_| json!({"protocolVersion": 1}))
+    let mut value =
+        serde_json::to_value(response).unwrap_or_else(|_| json!({"protocolVersion": 1}));
+    value["authMethods"] = Value::Array(catalog.auth_methods());
+    value
 }

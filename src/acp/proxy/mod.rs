@@ -51,12 +51,20 @@ enum Event {
         session: Arc<str>,
         attempt: u64,
     },
+    /// The catalog a deferred `initialize` waited for.
+    InitializeReady {
+        client_id: Bytes,
+        outcome: Result<Catalog, super::server::CatalogError>,
+    },
+    /// The set of usable agents or their models changed.
+    CatalogChanged(Catalog),
 }
 
 /// An agent→client request in flight, by the id the client saw.
 struct AgentRequest {
     slot: u32,
     backend_id: Bytes,
+    method: super::method::Method,
 }
 
 struct Connection {
@@ -78,6 +86,21 @@ struct Connection {
     /// `session/new` requests waiting for the catalog.
     deferred: usize,
     next_bind_attempt: u64,
+    /// The latest catalog this connection has seen (for auth methods and live updates).
+    catalog: Option<Arc<Catalog>>,
+    /// The client has closed its sending side.
+    client_eof: bool,
+}
+
+/// Answers an agent's question to the client as cancelled.
+fn cancel_agent_request(buf: &mut BytesMut, method: &super::method::Method, backend_id: &[u8]) {
+    if *method == super::method::Method::RequestPermission {
+        let result = serde_json::json!({"outcome": {"outcome": "cancelled"}});
+        message::write_result(buf, backend_id, &result);
+    } else {
+        let error = RpcError::new(message::REQUEST_CANCELLED, "the client is gone");
+        message::write_error(buf, Some(backend_id), &error);
+    }
 }
 
 /// Serves one client until it leaves or the daemon shuts down.
@@ -107,7 +130,10 @@ async fn run(server: Arc<Server>, stream: UnixStream, id: u64) {
         next_agent_request: 0,
         deferred: 0,
         next_bind_attempt: 0,
+        catalog: None,
+        client_eof: false,
     };
+    let mut changes = server.cache.subscribe();
     let mut reader = LineReader::new(read, server.config.max_frame);
     let mut client_eof = false;
     loop {
@@ -115,6 +141,7 @@ async fn run(server: Arc<Server>, stream: UnixStream, id: u64) {
             biased;
             _ = server.shutdown.cancelled() => break,
             Some(event) = events.recv() => conn.on_event(event),
+            Ok(()) = changes.changed() => conn.refresh_catalog(),
             read = reader.fill(), if !client_eof => {
                 if !matches!(read, Ok(true)) {
                     client_eof = true;
@@ -127,6 +154,7 @@ async fn run(server: Arc<Server>, stream: UnixStream, id: u64) {
                         conn.on_client_line(line);
                     }
                     tracing::debug!("client closed its side");
+                    conn.client_stopped_sending();
                 }
             }
         }
@@ -153,6 +181,53 @@ impl Connection {
                 self.on_session_ready(client_id, params, outcome);
             }
             Event::BindTimeout { session, attempt } => self.on_bind_timeout(&session, attempt),
+            Event::InitializeReady { client_id, outcome } => {
+                self.deferred -= 1;
+                self.on_initialize_ready(client_id, outcome);
+            }
+            Event::CatalogChanged(catalog) => self.on_catalog_changed(catalog),
+        }
+    }
+
+    /// Fetches the catalog again after the cache changed.
+    fn refresh_catalog(&mut self) {
+        let (server, events) = (self.server.clone(), self.events.clone());
+        self.server.tracker.spawn(async move {
+            tokio::select! {
+                outcome = server.catalog() => {
+                    if let Ok(catalog) = outcome {
+                        let _ = events.send(Event::CatalogChanged(catalog)).await;
+                    }
+                }
+                _ = events.closed() => {}
+            }
+        });
+    }
+
+    /// Sessions not yet bound show the new picker at once; bound ones keep theirs.
+    fn on_catalog_changed(&mut self, catalog: Catalog) {
+        let catalog = Arc::new(catalog);
+        self.catalog = Some(catalog.clone());
+        let values = catalog.values();
+        let mut updates = Vec::new();
+        for session in self.sessions.values_mut() {
+            if !matches!(session.state, session::SessionState::Unbound)
+                || session.catalog.values() == values
+            {
+                continue;
+            }
+            session.catalog = catalog.clone();
+            if catalog.resolve(&session.model).is_err() {
+                if let Some(default) = catalog.default_value() {
+                    session.model = default;
+                }
+            }
+            updates.push((session.id.clone(), session.config_options()));
+        }
+        for (sid, options) in updates {
+            tracing::info!(session = %sid, "the picker changed");
+            let params = serde_json::json!({"sessionId": &*sid, "update": {"sessionUpdate": "config_option_update", "configOptions": options}});
+            self.notify_client("session/update", &params);
         }
     }
 
@@ -173,12 +248,26 @@ impl Connection {
             && self.backends.values().all(|b| !b.has_client_requests())
     }
 
-    /// Ends every backend of this connection.
+    /// The client will send nothing more, so it cannot answer what the agents asked it: every
+    /// open question is answered as cancelled (a permission request with the `cancelled`
+    /// outcome, anything else with -32800), and so is any question asked from now on.
+    fn client_stopped_sending(&mut self) {
+        self.client_eof = true;
+        for (_, request) in std::mem::take(&mut self.agent_requests) {
+            if let Some(backend) = self.backends.get_mut(&request.slot) {
+                cancel_agent_request(&mut backend.buf, &request.method, &request.backend_id);
+            }
+        }
+    }
+
+    /// Ends every backend of this connection: questions the agents asked the client are
+    /// answered as cancelled, their sessions are cancelled, and their processes end.
     fn close(&mut self) {
+        self.client_stopped_sending();
         for (_, mut backend) in self.backends.drain() {
             backend.cancel_sessions();
             backend.flush();
-            backend.terminate();
+            backend.terminate_after(std::time::Duration::from_millis(200), &self.server.tracker);
         }
         for session in self.sessions.values() {
             self.server.session_unbound(self.id, &session.id);

@@ -52,6 +52,8 @@ pub struct Link {
     pub options: Vec<Value>,
 }
 
+// A connection holds a handful of sessions; boxing the binding state would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum SessionState {
     Unbound,
@@ -66,6 +68,8 @@ pub enum SessionState {
         link: Option<Link>,
         /// Tells a stale timeout from the current one.
         attempt: u64,
+        /// The agent session being switched away from, restored if the switch fails.
+        previous: Option<Link>,
     },
     Bound(Link),
 }

@@ -66,6 +66,19 @@ impl fmt::Debug for AgentName {
     }
 }
 
+impl serde::Serialize for AgentName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AgentName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        AgentName::new(&name).map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("invalid agent name {0:?}: expected lowercase letters, digits, '-', '_' or '.'")]
 pub struct InvalidAgentName(pub String);
