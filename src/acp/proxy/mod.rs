@@ -35,7 +35,7 @@ use backend::{Backend, BackendEvent};
 use session::Session;
 
 /// Events a connection task may have queued: each backend batch is up to one read (64 KiB).
-const EVENT_QUEUE: usize = 8;
+const EVENT_QUEUE: usize = 4;
 
 /// Something that happened outside the client stream.
 enum Event {
