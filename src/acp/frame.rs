@@ -291,6 +291,11 @@ impl Frame {
         memchr::memmem::find(&self.raw, needle).is_some()
     }
 
+    /// [`Frame::contains`] with a searcher built once, for checks that run on every frame.
+    pub fn contains_with(&self, finder: &memchr::memmem::Finder<'_>) -> bool {
+        finder.find(&self.raw).is_some()
+    }
+
     /// Parses the whole frame into a `Value`, for the few frames whose payload the proxy edits.
     pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
         serde_json::from_slice(&self.raw)

@@ -16,9 +16,9 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::task::TaskTracker;
 
 /// Above this many queued bytes producers pause.
-const HIGH_WATER: usize = 8 * 1024 * 1024;
+const HIGH_WATER: usize = 256 * 1024;
 /// Producers resume when the queue has drained below this.
-const LOW_WATER: usize = 2 * 1024 * 1024;
+const LOW_WATER: usize = 64 * 1024;
 
 #[derive(Default)]
 struct Level {

@@ -8,10 +8,11 @@
 //! is spliced to the proxy's. Only `config_option_update` and option answers are parsed whole.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use memchr::memmem;
 use serde_json::{json, Value};
 
 use super::session::Link;
@@ -25,6 +26,11 @@ use crate::acp::picker::agent_options_without_model;
 use crate::acp::runtime::{
     AgentName, AgentProcess, AgentStdout, ExitInfo, ProcessControl, RuntimeError, StderrTail,
 };
+
+/// Looked for in every `session/update` an agent sends; building the searcher once keeps the
+/// check to one scan of the line.
+static CONFIG_OPTION_UPDATE: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"config_option_update"));
 
 pub(super) enum BackendEvent {
     Spawned(Result<AgentProcess, RuntimeError>),
@@ -509,7 +515,8 @@ impl Connection {
             frame.write_spliced(&mut [], &mut self.client_buf);
             return;
         };
-        if frame.method() == Some(&Method::SessionUpdate) && frame.contains(b"config_option_update")
+        if frame.method() == Some(&Method::SessionUpdate)
+            && frame.contains_with(&CONFIG_OPTION_UPDATE)
         {
             let proxy = route.proxy.clone();
             return self.on_config_option_update(&proxy, frame);

@@ -34,6 +34,9 @@ use super::server::{FrameDebug, Server};
 use backend::{Backend, BackendEvent};
 use session::Session;
 
+/// Events a connection task may have queued: each backend batch is up to one read (64 KiB).
+const EVENT_QUEUE: usize = 4;
+
 /// Something that happened outside the client stream.
 enum Event {
     Backend {
@@ -114,7 +117,9 @@ async fn run(server: Arc<Server>, stream: UnixStream, id: u64) {
     tracing::debug!("client connected");
     let (read, write) = stream.into_split();
     let client = Outbox::spawn(write, &server.tracker, format!("client {id}"));
-    let (events_tx, mut events) = mpsc::channel(1024);
+    // Small, so that a backend streaming faster than the client reads waits in its pump (where
+    // the outbox watermark applies) instead of piling batches up here.
+    let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
     let mut conn = Connection {
         server: server.clone(),
         id,

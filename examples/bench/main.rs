@@ -1,0 +1,395 @@
+//! The proxy against its floor, in one run.
+//!
+//! `cargo run --release --example bench [-- --quick]` builds the release daemon, then drives the
+//! same client code through (a) a raw Unix-socket pipe straight to the fixture agent and (b) the
+//! `terok-executor acp --runtime local` daemon as a separate process, whose CPU time and memory
+//! are read from `/proc`. It prints one markdown table: each figure, the floor, the proxy, their
+//! ratio, the target and whether it is met. See `docs/benchmark.md`.
+
+mod client;
+mod peers;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use client::{Client, Streamed};
+use peers::{open_session, probe_alone, AgentDir, Daemon, RawPipe};
+use report::{percentile, Report, Target};
+
+/// The sizes of one run.
+struct Plan {
+    prompts: u64,
+    small: u64,
+    large: u64,
+    round_trips: usize,
+    first_updates: usize,
+    warm_news: usize,
+    binds: usize,
+    cancels: usize,
+    idle: usize,
+    parallel: usize,
+    parallel_updates: u64,
+    probe_delay_ms: u64,
+}
+
+const FULL: Plan = Plan {
+    prompts: 4,
+    small: 250_000,
+    large: 10_000,
+    round_trips: 5_000,
+    first_updates: 500,
+    warm_news: 500,
+    binds: 10,
+    cancels: 10,
+    idle: 1000,
+    parallel: 16,
+    parallel_updates: 50_000,
+    probe_delay_ms: 10,
+};
+
+const QUICK: Plan = Plan {
+    prompts: 2,
+    small: 50_000,
+    large: 2_000,
+    round_trips: 500,
+    first_updates: 100,
+    warm_news: 100,
+    binds: 3,
+    cancels: 3,
+    idle: 200,
+    parallel: 16,
+    parallel_updates: 5_000,
+    probe_delay_ms: 10,
+};
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let plan = if quick { &QUICK } else { &FULL };
+    let t0 = Instant::now();
+    let bin = build_daemon()?;
+    let root = tempfile::Builder::new().prefix("terok-bench-").tempdir()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut report = Report::new();
+
+    let agents = AgentDir::new(root.path(), "one", &bin, &["a"], "")?;
+    let raw = RawPipe::start(root.path().join("raw.sock"), agents.wrapper("a"))?;
+    let daemon = Daemon::start(
+        &bin,
+        &agents,
+        root.path().join("run/acp.sock"),
+        &root.path().join("daemon.log"),
+    )?;
+    Client::connect_when_ready(&daemon.socket, Duration::from_secs(10))?;
+    let paths = [
+        (raw.socket.as_path(), false),
+        (daemon.socket.as_path(), true),
+    ];
+
+    // Streaming: K prompts of N updates, 64 bytes then 4 KiB. The two paths take turns prompt
+    // by prompt, so both see the same background load.
+    let mut cpu_per_update = Duration::ZERO;
+    for (size, n) in [(64usize, plan.small), (4096, plan.large)] {
+        let mut sessions = Vec::new();
+        for (path, proxy) in &paths {
+            let (mut client, sid) = open_session(path, *proxy)?;
+            client.stream(&sid, 1000, size)?; // warm the pipes and allocators
+            sessions.push((client, sid));
+        }
+        let mut totals = [Streamed::default(); 2];
+        let mut secs = [0.0; 2];
+        let mut cpu = Duration::ZERO;
+        for _ in 0..plan.prompts {
+            for (i, (client, sid)) in sessions.iter_mut().enumerate() {
+                let cpu0 = daemon.cpu()?;
+                let t = Instant::now();
+                let s = client.stream(sid, n, size)?;
+                secs[i] += t.elapsed().as_secs_f64();
+                if i == 1 {
+                    cpu += daemon.cpu()? - cpu0;
+                }
+                totals[i].updates += s.updates;
+                totals[i].bytes += s.bytes;
+            }
+        }
+        let rates = [0, 1].map(|i| totals[i].updates as f64 / secs[i]);
+        let mbs = [0, 1].map(|i| totals[i].bytes as f64 / secs[i] / 1e6);
+        if size == 64 {
+            cpu_per_update = cpu / totals[1].updates as u32;
+        }
+        let label = if size == 64 { "64 B" } else { "4 KiB" };
+        report.rate(
+            &format!("streaming {label}: updates/s ({}×{n})", plan.prompts),
+            rates,
+            Target::AtLeastRatio(0.7),
+        );
+        report.info(
+            &format!("streaming {label}: MB/s received"),
+            format!("{:.0}", mbs[0]),
+            format!("{:.0}", mbs[1]),
+            format!("{:.2}", mbs[1] / mbs[0]),
+        );
+    }
+
+    // Round trip of a cheap request on a bound session.
+    let mut rtt = [Vec::new(), Vec::new()];
+    let mut ttfu = [Vec::new(), Vec::new()];
+    let mut warm = [Vec::new(), Vec::new()];
+    let mut cancel = [Vec::new(), Vec::new()];
+    for (i, (path, proxy)) in paths.iter().enumerate() {
+        let (mut client, sid) = open_session(path, *proxy)?;
+        for n in 0..plan.round_trips + 100 {
+            let t = Instant::now();
+            client.call(
+                "_fixture/echo",
+                serde_json::json!({"sessionId": sid, "n": n}),
+            )?;
+            if n >= 100 {
+                rtt[i].push(t.elapsed());
+            }
+        }
+        for _ in 0..plan.first_updates {
+            ttfu[i].push(client.first_update(&sid)?);
+        }
+        for _ in 0..plan.warm_news {
+            let t = Instant::now();
+            client.new_session()?;
+            warm[i].push(t.elapsed());
+        }
+        for _ in 0..plan.cancels {
+            let (mut client, sid) = open_session(path, *proxy)?;
+            cancel[i].push(client.cancel_under_load(&sid, 50_000)?);
+        }
+    }
+    let p = |v: &mut Vec<Duration>, q| percentile(v, q);
+    let (r50, r99) = (
+        [p(&mut rtt[0], 0.5), p(&mut rtt[1], 0.5)],
+        [p(&mut rtt[0], 0.99), p(&mut rtt[1], 0.99)],
+    );
+    report.latency(
+        "round trip p50 (`_fixture/echo`)",
+        r50,
+        Target::WithinOfFloor(0.05),
+    );
+    report.latency("round trip p99", r99, Target::None);
+    report.latency(
+        "first update after a prompt, p50",
+        [p(&mut ttfu[0], 0.5), p(&mut ttfu[1], 0.5)],
+        Target::AtMost(0.5),
+    );
+    report.latency(
+        "first update after a prompt, p99",
+        [p(&mut ttfu[0], 0.99), p(&mut ttfu[1], 0.99)],
+        Target::None,
+    );
+    report.latency(
+        "warm `session/new`, p50 (floor: the agent's own)",
+        [p(&mut warm[0], 0.5), p(&mut warm[1], 0.5)],
+        Target::AtMost(0.1),
+    );
+    report.latency(
+        "cancel → `cancelled` under a stream, p50",
+        [p(&mut cancel[0], 0.5), p(&mut cancel[1], 0.5)],
+        Target::AtMost(5.0),
+    );
+    report.latency(
+        &format!(
+            "cancel → `cancelled` under a stream, worst of {}",
+            plan.cancels
+        ),
+        [p(&mut cancel[0], 1.0), p(&mut cancel[1], 1.0)],
+        Target::None,
+    );
+
+    // Bind: model pick to answer, the agent started on demand; floor: connect + initialize +
+    // session/new + model pick straight to a fresh agent.
+    let mut bind = [Vec::new(), Vec::new()];
+    for (i, (path, proxy)) in paths.iter().enumerate() {
+        for _ in 0..plan.binds {
+            if *proxy {
+                let mut client = Client::connect(path)?;
+                client.initialize()?;
+                let sid = client.new_session()?;
+                let t = Instant::now();
+                client.pick_model(&sid, "a:m1")?;
+                bind[i].push(t.elapsed());
+            } else {
+                let t = Instant::now();
+                open_session(path, false)?;
+                bind[i].push(t.elapsed());
+            }
+        }
+    }
+    report.latency(
+        "bind (model pick → answer, agent started), p50",
+        [p(&mut bind[0], 0.5), p(&mut bind[1], 0.5)],
+        Target::None,
+    );
+
+    // Many connections: 16 streaming at once, then idle ones.
+    let mut aggregate = [0.0; 2];
+    for (i, (path, proxy)) in paths.iter().enumerate() {
+        aggregate[i] = parallel_stream(path, *proxy, plan.parallel, plan.parallel_updates)?;
+    }
+    report.rate(
+        &format!(
+            "aggregate updates/s, {} connections × {} × 64 B",
+            plan.parallel, plan.parallel_updates
+        ),
+        aggregate,
+        Target::AtLeastRatio(0.7),
+    );
+
+    let cpu_us = cpu_per_update.as_secs_f64() * 1e6;
+    report.single(
+        "proxy CPU per update (64 B stream)",
+        format!("{cpu_us:.3} µs"),
+        cpu_us <= 1.0,
+        "≤ 1 µs",
+    );
+    let hwm = daemon.memory("VmHWM")? as f64 / (1 << 20) as f64;
+    report.single(
+        "proxy peak RSS under load",
+        format!("{hwm:.1} MiB"),
+        hwm <= 16.0,
+        "≤ 16 MiB",
+    );
+
+    let before = daemon.memory("VmRSS")?;
+    let mut idle = Vec::with_capacity(plan.idle);
+    for _ in 0..plan.idle {
+        let mut client = Client::connect(&daemon.socket)?;
+        client.initialize()?;
+        client.new_session()?;
+        idle.push(client);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let with_idle = daemon.memory("VmRSS")? as f64 / (1 << 20) as f64;
+    report.single(
+        &format!(
+            "proxy RSS with {} idle connections (before: {:.1} MiB)",
+            plan.idle,
+            before as f64 / (1 << 20) as f64
+        ),
+        format!("{with_idle:.1} MiB"),
+        with_idle <= 64.0,
+        "≤ 64 MiB",
+    );
+    drop(idle);
+    drop(daemon);
+
+    // Cold `session/new` on a fresh daemon with 1, 2 and 5 agents, against the slowest probe.
+    let delay = format!("--delay-ms {}", plan.probe_delay_ms);
+    let names = ["a", "b", "c", "d", "e"];
+    for count in [1usize, 2, 5] {
+        let dir = AgentDir::new(
+            root.path(),
+            &format!("cold{count}"),
+            &bin,
+            &names[..count],
+            &delay,
+        )?;
+        let mut slowest = Duration::ZERO;
+        for name in &names[..count] {
+            let mut runs: Vec<Duration> = (0..3)
+                .map(|_| probe_alone(&dir.wrapper(name)))
+                .collect::<anyhow::Result<_>>()?;
+            slowest = slowest.max(percentile(&mut runs, 0.5));
+        }
+        let mut colds = Vec::new();
+        for run in 0..3 {
+            let daemon = Daemon::start(
+                &bin,
+                &dir,
+                root.path().join(format!("run/cold{count}-{run}.sock")),
+                &root.path().join(format!("cold{count}-{run}.log")),
+            )?;
+            let mut client = Client::connect_when_ready(&daemon.socket, Duration::from_secs(10))?;
+            client.initialize()?;
+            let t = Instant::now();
+            client.new_session()?;
+            colds.push(t.elapsed());
+        }
+        report.latency(
+            &format!(
+                "cold `session/new`, {count} agent(s), median of 3 (floor: slowest probe alone)"
+            ),
+            [slowest, percentile(&mut colds, 0.5)],
+            Target::WithinOfFloor(2.0),
+        );
+    }
+
+    println!(
+        "\n{} run on {cores} cores, {:.0} s in all\n",
+        if quick { "quick" } else { "full" },
+        t0.elapsed().as_secs_f64()
+    );
+    report.print();
+    if report.failed() > 0 {
+        eprintln!("{} target(s) not met", report.failed());
+    }
+    Ok(())
+}
+
+/// Updates per second over `connections` sessions streaming at once.
+fn parallel_stream(path: &Path, proxy: bool, connections: usize, n: u64) -> anyhow::Result<f64> {
+    let barrier = Arc::new(Barrier::new(connections + 1));
+    let mut threads = Vec::new();
+    for _ in 0..connections {
+        let (mut client, sid) = open_session(path, proxy)?;
+        let barrier = barrier.clone();
+        threads.push(std::thread::spawn(move || {
+            barrier.wait();
+            client.stream(&sid, n, 64)
+        }));
+    }
+    barrier.wait();
+    let t = Instant::now();
+    let mut updates = 0;
+    for thread in threads {
+        updates += thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client panicked"))??
+            .updates;
+    }
+    Ok(updates as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Builds the release daemon next to this example and returns its path.
+fn build_daemon() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // <target>/<profile>/examples/bench
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("cannot locate the target directory")?;
+    let target = profile
+        .parent()
+        .context("cannot locate the target directory")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--bin",
+            "terok-executor",
+            "--manifest-path",
+        ])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target)
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    let bin = target.join("release/terok-executor");
+    if !bin.exists() {
+        bail!("{} was not built", bin.display());
+    }
+    Ok(bin)
+}
