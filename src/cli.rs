@@ -32,6 +32,8 @@ pub enum Command {
     Agents(crate::launcher::cli::AgentsArgs),
     /// Manage the vault's host-side files (routes, credential leak scan).
     Vault(crate::launcher::cli::VaultArgs),
+    /// Build the L0 and L1 agent images (skipped when they exist, unless --rebuild).
+    Build(crate::image::cli::BuildArgs),
     /// Run the embedded fixture ACP agent (for tests, demos and benchmarks).
     #[command(hide = true, disable_help_flag = true)]
     FixtureAgent {
@@ -65,6 +67,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::launcher::cli::run_agents(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Vault(args) => crate::launcher::cli::run_vault(&args).map(|()| ExitCode::SUCCESS),
+        Command::Build(args) => tokio_runtime()?
+            .block_on(crate::image::cli::run_build(args))
+            .map(|()| ExitCode::SUCCESS),
         Command::FixtureAgent { args } => {
             let code = acp_fixtures::run(args);
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
