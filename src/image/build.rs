@@ -164,7 +164,8 @@ pub async fn ensure_images(
 
 /// Adds the tag `alias` (`repo:tag`) to `image`.
 async fn tag(docker: &Docker, image: &str, alias: &str) -> Result<(), BuildError> {
-    let (repo, tag) = alias.rsplit_once(':').unwrap_or((alias, "latest"));
+    let qualified = local_name(alias);
+    let (repo, tag) = qualified.rsplit_once(':').unwrap_or((&qualified, "latest"));
     let options = TagImageOptionsBuilder::default().repo(repo).tag(tag).build();
     docker
         .tag_image(image, Some(options))
@@ -173,6 +174,20 @@ async fn tag(docker: &Docker, image: &str, alias: &str) -> Result<(), BuildError
             tag: alias.to_owned(),
             source,
         })
+}
+
+/// `name` with an explicit `localhost/` registry when it names none. Podman's own CLI stores
+/// unqualified build tags under `localhost/`, while its Docker-compatible API would file them under
+/// `docker.io/library/`; being explicit keeps the images where other Podman tools look for them.
+pub fn local_name(name: &str) -> String {
+    let first = name.split('/').next().unwrap_or(name);
+    let has_registry = name.contains('/')
+        && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_registry {
+        name.to_owned()
+    } else {
+        format!("localhost/{name}")
+    }
 }
 
 /// How often the status line is redrawn while the builder is quiet.
@@ -191,7 +206,7 @@ async fn build_one(
 ) -> Result<(), BuildError> {
     let options = BuildImageOptionsBuilder::default()
         .dockerfile(dockerfile)
-        .t(tag)
+        .t(&local_name(tag))
         .buildargs(&args)
         .nocache(no_cache)
         .rm(true)
@@ -235,6 +250,20 @@ async fn build_one(
                 message,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_name;
+
+    #[test]
+    fn unqualified_tags_go_to_localhost() {
+        assert_eq!(local_name("terok-l0:ubuntu-24.04"), "localhost/terok-l0:ubuntu-24.04");
+        assert_eq!(local_name("localhost/terok-l0:x"), "localhost/terok-l0:x");
+        assert_eq!(local_name("quay.io/a/b:c"), "quay.io/a/b:c");
+        assert_eq!(local_name("registry:5000/b:c"), "registry:5000/b:c");
+        assert_eq!(local_name("library/b:c"), "localhost/library/b:c");
     }
 }
 
