@@ -135,14 +135,20 @@ mod tests {
         Hardening::restricted(true).apply(&mut host);
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
         assert_eq!(host.cap_add, None);
-        assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_string()]));
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_string()])
+        );
         assert_eq!(host.readonly_rootfs, Some(true));
         let tmpfs = host.tmpfs.unwrap();
         assert!(tmpfs.contains_key("/tmp") && tmpfs.contains_key("/run"));
         assert_eq!(host.mounts.unwrap()[0].target.as_deref(), Some("/home/dev"));
         assert_eq!(host.pids_limit, Some(DEFAULT_PIDS_LIMIT));
         assert_eq!(host.memory, Some(DEFAULT_MEMORY));
-        assert_eq!(host.userns_mode.as_deref(), Some("keep-id:uid=1000,gid=1000"));
+        assert_eq!(
+            host.userns_mode.as_deref(),
+            Some("keep-id:uid=1000,gid=1000")
+        );
     }
 
     #[test]

@@ -90,7 +90,11 @@ pub async fn stop(docker: &Docker, name: &str) -> anyhow::Result<()> {
 /// The `list` table.
 pub fn table(rows: &[Managed]) -> String {
     let width = |f: fn(&Managed) -> &str, title: &str| {
-        rows.iter().map(|r| f(r).len()).max().unwrap_or(0).max(title.len())
+        rows.iter()
+            .map(|r| f(r).len())
+            .max()
+            .unwrap_or(0)
+            .max(title.len())
     };
     let (wn, wa, wm, ws) = (
         width(|r| &r.name, "NAME"),
@@ -98,7 +102,10 @@ pub fn table(rows: &[Managed]) -> String {
         width(|r| &r.mode, "MODE"),
         width(|r| &r.state, "STATE"),
     );
-    let mut out = format!("{:wn$}  {:wa$}  {:wm$}  {:ws$}  IMAGE\n", "NAME", "AGENT", "MODE", "STATE");
+    let mut out = format!(
+        "{:wn$}  {:wa$}  {:wm$}  {:ws$}  IMAGE\n",
+        "NAME", "AGENT", "MODE", "STATE"
+    );
     for r in rows {
         out.push_str(&format!(
             "{:wn$}  {:wa$}  {:wm$}  {:ws$}  {}\n",
@@ -123,7 +130,13 @@ mod tests {
         }];
         let t = table(&rows);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], format!("{:19}  AGENT   MODE  STATE    IMAGE", "NAME"));
-        assert_eq!(lines[1], "terok-executor-ab12  claude  acp   running  terok-l1-cli:x");
+        assert_eq!(
+            lines[0],
+            format!("{:19}  AGENT   MODE  STATE    IMAGE", "NAME")
+        );
+        assert_eq!(
+            lines[1],
+            "terok-executor-ab12  claude  acp   running  terok-l1-cli:x"
+        );
     }
 }

@@ -146,7 +146,10 @@ mod tests {
     #[test]
     fn headless_claude_reads_the_prompt_file() {
         let line = headless_line(&provider("claude"), Some("opus"));
-        assert_eq!(line, "claude --model opus -p \"$(cat /home/dev/.terok/prompt.txt)\"");
+        assert_eq!(
+            line,
+            "claude --model opus -p \"$(cat /home/dev/.terok/prompt.txt)\""
+        );
     }
 
     #[test]

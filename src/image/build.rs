@@ -140,7 +140,17 @@ pub async fn ensure_images(
 
     if !have_l0 || req.rebuild {
         let args = HashMap::from([("BASE_IMAGE".to_owned(), base.clone())]);
-        build_one(docker, &archive, L0_DOCKERFILE, &l0, args, req.rebuild, display, "L0").await?;
+        build_one(
+            docker,
+            &archive,
+            L0_DOCKERFILE,
+            &l0,
+            args,
+            req.rebuild,
+            display,
+            "L0",
+        )
+        .await?;
     }
     let cache_bust = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -150,7 +160,17 @@ pub async fn ensure_images(
         ("BASE_IMAGE".to_owned(), l0.clone()),
         ("AGENT_CACHE_BUST".to_owned(), cache_bust.to_string()),
     ]);
-    build_one(docker, &archive, L1_DOCKERFILE, &l1, args, req.rebuild, display, "L1").await?;
+    build_one(
+        docker,
+        &archive,
+        L1_DOCKERFILE,
+        &l1,
+        args,
+        req.rebuild,
+        display,
+        "L1",
+    )
+    .await?;
     if req.selection == Selection::All {
         tag(docker, &l1, &l1_alias(&base)).await?;
     }
@@ -166,7 +186,10 @@ pub async fn ensure_images(
 async fn tag(docker: &Docker, image: &str, alias: &str) -> Result<(), BuildError> {
     let qualified = local_name(alias);
     let (repo, tag) = qualified.rsplit_once(':').unwrap_or((&qualified, "latest"));
-    let options = TagImageOptionsBuilder::default().repo(repo).tag(tag).build();
+    let options = TagImageOptionsBuilder::default()
+        .repo(repo)
+        .tag(tag)
+        .build();
     docker
         .tag_image(image, Some(options))
         .await
@@ -181,8 +204,8 @@ async fn tag(docker: &Docker, image: &str, alias: &str) -> Result<(), BuildError
 /// `docker.io/library/`; being explicit keeps the images where other Podman tools look for them.
 pub fn local_name(name: &str) -> String {
     let first = name.split('/').next().unwrap_or(name);
-    let has_registry = name.contains('/')
-        && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_registry =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     if has_registry {
         name.to_owned()
     } else {
@@ -253,24 +276,27 @@ async fn build_one(
     }
 }
 
+fn stream_error_message(e: bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerStreamError { error } => error,
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::local_name;
 
     #[test]
     fn unqualified_tags_go_to_localhost() {
-        assert_eq!(local_name("terok-l0:ubuntu-24.04"), "localhost/terok-l0:ubuntu-24.04");
+        assert_eq!(
+            local_name("terok-l0:ubuntu-24.04"),
+            "localhost/terok-l0:ubuntu-24.04"
+        );
         assert_eq!(local_name("localhost/terok-l0:x"), "localhost/terok-l0:x");
         assert_eq!(local_name("quay.io/a/b:c"), "quay.io/a/b:c");
         assert_eq!(local_name("registry:5000/b:c"), "registry:5000/b:c");
         assert_eq!(local_name("library/b:c"), "localhost/library/b:c");
-    }
-}
-
-fn stream_error_message(e: bollard::errors::Error) -> String {
-    match e {
-        bollard::errors::Error::DockerStreamError { error } => error,
-        bollard::errors::Error::DockerResponseServerError { message, .. } => message,
-        other => other.to_string(),
     }
 }

@@ -9,18 +9,51 @@ use std::collections::BTreeSet;
 
 /// Helper scripts shipped in the binary: file name, content.
 pub const SCRIPTS: &[(&str, &[u8])] = &[
-    ("ensure-bridges.sh", include_bytes!("../../resources/scripts/ensure-bridges.sh")),
+    (
+        "ensure-bridges.sh",
+        include_bytes!("../../resources/scripts/ensure-bridges.sh"),
+    ),
     ("hilfe", include_bytes!("../../resources/scripts/hilfe")),
-    ("init-ssh-and-repo.sh", include_bytes!("../../resources/scripts/init-ssh-and-repo.sh")),
-    ("ssh-agent-bridge.sh", include_bytes!("../../resources/scripts/ssh-agent-bridge.sh")),
-    ("terok-acp-env.sh", include_bytes!("../../resources/scripts/terok-acp-env.sh")),
-    ("terok-claude-acp", include_bytes!("../../resources/scripts/terok-claude-acp")),
-    ("terok-codex-acp", include_bytes!("../../resources/scripts/terok-codex-acp")),
-    ("terok-copilot-acp", include_bytes!("../../resources/scripts/terok-copilot-acp")),
-    ("terok-env-git-identity.sh", include_bytes!("../../resources/scripts/terok-env-git-identity.sh")),
-    ("terok-env.sh", include_bytes!("../../resources/scripts/terok-env.sh")),
-    ("terok-opencode-acp", include_bytes!("../../resources/scripts/terok-opencode-acp")),
-    ("terok-vibe-acp", include_bytes!("../../resources/scripts/terok-vibe-acp")),
+    (
+        "init-ssh-and-repo.sh",
+        include_bytes!("../../resources/scripts/init-ssh-and-repo.sh"),
+    ),
+    (
+        "ssh-agent-bridge.sh",
+        include_bytes!("../../resources/scripts/ssh-agent-bridge.sh"),
+    ),
+    (
+        "terok-acp-env.sh",
+        include_bytes!("../../resources/scripts/terok-acp-env.sh"),
+    ),
+    (
+        "terok-claude-acp",
+        include_bytes!("../../resources/scripts/terok-claude-acp"),
+    ),
+    (
+        "terok-codex-acp",
+        include_bytes!("../../resources/scripts/terok-codex-acp"),
+    ),
+    (
+        "terok-copilot-acp",
+        include_bytes!("../../resources/scripts/terok-copilot-acp"),
+    ),
+    (
+        "terok-env-git-identity.sh",
+        include_bytes!("../../resources/scripts/terok-env-git-identity.sh"),
+    ),
+    (
+        "terok-env.sh",
+        include_bytes!("../../resources/scripts/terok-env.sh"),
+    ),
+    (
+        "terok-opencode-acp",
+        include_bytes!("../../resources/scripts/terok-opencode-acp"),
+    ),
+    (
+        "terok-vibe-acp",
+        include_bytes!("../../resources/scripts/terok-vibe-acp"),
+    ),
 ];
 
 const TMUX_CONF: &[u8] = include_bytes!("../../resources/tmux/container-tmux.conf");
@@ -140,7 +173,10 @@ mod tests {
         assert_eq!(paths, sorted, "archive order is sorted");
         let (_, mode, _) = list.iter().find(|(p, _, _)| p == "scripts/hilfe").unwrap();
         assert_eq!(*mode, 0o755);
-        let (_, _, body) = list.iter().find(|(p, _, _)| p == "L1.cli.Dockerfile").unwrap();
+        let (_, _, body) = list
+            .iter()
+            .find(|(p, _, _)| p == "L1.cli.Dockerfile")
+            .unwrap();
         assert_eq!(body, b"FROM b\n");
     }
 

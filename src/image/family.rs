@@ -34,9 +34,7 @@ impl fmt::Display for Family {
 pub enum FamilyError {
     #[error("family must be 'deb' or 'rpm', got {0:?}")]
     BadOverride(String),
-    #[error(
-        "cannot infer package family for base image {0:?}; pass --family deb or --family rpm"
-    )]
+    #[error("cannot infer package family for base image {0:?}; pass --family deb or --family rpm")]
     Unknown(String),
 }
 
@@ -60,7 +58,10 @@ enum Rule {
 }
 
 const KNOWN: &[(&str, Rule)] = &[
-    ("registry.fedoraproject.org/fedora", Rule::Fixed(Family::Rpm)),
+    (
+        "registry.fedoraproject.org/fedora",
+        Rule::Fixed(Family::Rpm),
+    ),
     ("quay.io/podman", Rule::Fixed(Family::Rpm)),
     ("nvcr.io/nvidia", Rule::ByUbiTag),
     ("nvidia", Rule::ByUbiTag),
@@ -133,8 +134,14 @@ mod tests {
 
     #[test]
     fn nvidia_tag_decides() {
-        assert_eq!(fam("nvcr.io/nvidia/cuda:13.0.0-devel-ubi9"), Ok(Family::Rpm));
-        assert_eq!(fam("nvcr.io/nvidia/cuda:13.0.0-devel-ubuntu24.04"), Ok(Family::Deb));
+        assert_eq!(
+            fam("nvcr.io/nvidia/cuda:13.0.0-devel-ubi9"),
+            Ok(Family::Rpm)
+        );
+        assert_eq!(
+            fam("nvcr.io/nvidia/cuda:13.0.0-devel-ubuntu24.04"),
+            Ok(Family::Deb)
+        );
         assert_eq!(fam("nvidia/cuda:12.4-UBI8"), Ok(Family::Rpm));
         assert_eq!(fam("nvidia/cuda"), Ok(Family::Deb));
         assert_eq!(fam("nvidia/cuda:ubi"), Ok(Family::Deb));
@@ -142,7 +149,10 @@ mod tests {
 
     #[test]
     fn prefix_must_end_at_a_path_boundary() {
-        assert!(matches!(fam("ubuntu-custom:1"), Err(FamilyError::Unknown(_))));
+        assert!(matches!(
+            fam("ubuntu-custom:1"),
+            Err(FamilyError::Unknown(_))
+        ));
         assert!(matches!(fam("fedoraish"), Err(FamilyError::Unknown(_))));
     }
 
@@ -152,8 +162,14 @@ mod tests {
             fam("localhost:5000/ubuntu:24.04"),
             Err(FamilyError::Unknown(_))
         ));
-        assert_eq!(split_image_ref("localhost:5000/ubuntu:24.04"), ("localhost:5000/ubuntu", "24.04"));
-        assert_eq!(split_image_ref("localhost:5000/ubuntu"), ("localhost:5000/ubuntu", ""));
+        assert_eq!(
+            split_image_ref("localhost:5000/ubuntu:24.04"),
+            ("localhost:5000/ubuntu", "24.04")
+        );
+        assert_eq!(
+            split_image_ref("localhost:5000/ubuntu"),
+            ("localhost:5000/ubuntu", "")
+        );
         assert_eq!(split_image_ref("ubuntu@sha256:abc"), ("ubuntu", ""));
     }
 

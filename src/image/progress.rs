@@ -195,11 +195,19 @@ mod tests {
     fn podman_and_docker_step_lines() {
         assert_eq!(
             parse_step("STEP 3/12: RUN set -eux; \\"),
-            Some(Step { n: 3, total: 12, instruction: "RUN set -eux; \\".into() })
+            Some(Step {
+                n: 3,
+                total: 12,
+                instruction: "RUN set -eux; \\".into()
+            })
         );
         assert_eq!(
             parse_step("Step 1/2 : FROM ubuntu:24.04"),
-            Some(Step { n: 1, total: 2, instruction: "FROM ubuntu:24.04".into() })
+            Some(Step {
+                n: 1,
+                total: 2,
+                instruction: "FROM ubuntu:24.04".into()
+            })
         );
         assert_eq!(parse_step("STEP x/2: FROM a"), None);
         assert_eq!(parse_step("--> 1234abcd"), None);
@@ -233,7 +241,10 @@ mod tests {
         drop(p);
         let text = String::from_utf8(buf).unwrap();
         assert!(text.contains("\r\x1b[2KL1  step 2/5"));
-        assert!(!text.contains("\nout\n"), "output lines are not printed on a terminal");
+        assert!(
+            !text.contains("\nout\n"),
+            "output lines are not printed on a terminal"
+        );
     }
 
     #[test]
@@ -247,7 +258,10 @@ mod tests {
         p.feed("no newline at the end");
         p.failed("exit status 1");
         let text = String::from_utf8(buf).unwrap();
-        assert!(text.contains("step 2/2 failed: RUN false\n  exit status 1"), "{text}");
+        assert!(
+            text.contains("step 2/2 failed: RUN false\n  exit status 1"),
+            "{text}"
+        );
         assert!(text.contains("  | no newline at the end"));
         assert!(text.contains("  | line 29") && !text.contains("  | line 5\n"));
         assert!(!text.contains("earlier output"));

@@ -202,7 +202,10 @@ fn decode_one(s: &str) -> (Option<char>, usize) {
             .take(max)
             .take_while(|c| c.is_digit(radix))
             .count();
-        (digits, u32::from_str_radix(&s[start..start + digits], radix).ok())
+        (
+            digits,
+            u32::from_str_radix(&s[start..start + digits], radix).ok(),
+        )
     };
     match first {
         b'0'..=b'7' => {

@@ -49,7 +49,11 @@ fn sanitize(raw: &str) -> String {
 pub fn base_tag(base: &str) -> String {
     let raw = normalize_base_image(base);
     let tag = sanitize(raw);
-    let tag = if tag.is_empty() { DEFAULT_TAG.to_owned() } else { tag };
+    let tag = if tag.is_empty() {
+        DEFAULT_TAG.to_owned()
+    } else {
+        tag
+    };
     if tag.len() > MAX_TAG_LEN {
         // The fragment is ASCII, so byte slicing is character slicing.
         format!("{}-{}", &tag[..111], &sha1_hex(raw)[..8])
@@ -113,7 +117,10 @@ mod tests {
             base_tag("localhost:5000/Ubuntu:24.04"),
             "localhost-5000-ubuntu-24.04"
         );
-        assert_eq!(base_tag("nvcr.io/nvidia/cuda:13.0.0-devel-ubi9"), "nvcr.io-nvidia-cuda-13.0.0-devel-ubi9");
+        assert_eq!(
+            base_tag("nvcr.io/nvidia/cuda:13.0.0-devel-ubi9"),
+            "nvcr.io-nvidia-cuda-13.0.0-devel-ubi9"
+        );
     }
 
     #[test]
@@ -137,15 +144,29 @@ mod tests {
             l1_tag("ubuntu:24.04", &names(&["codex", "claude"])),
             "terok-l1-cli:ubuntu-24.04-claude-codex"
         );
-        assert_eq!(l1_tag("ubuntu:24.04", &[]), "terok-l1-cli:ubuntu-24.04-empty");
+        assert_eq!(
+            l1_tag("ubuntu:24.04", &[]),
+            "terok-l1-cli:ubuntu-24.04-empty"
+        );
         assert_eq!(l1_alias("ubuntu:24.04"), "terok-l1-cli:ubuntu-24.04");
     }
 
     #[test]
     fn the_all_selection_tag_is_readable() {
         let all = names(&[
-            "blablador", "caddy", "claude", "codex", "copilot", "gh", "glab", "kisski",
-            "opencode", "openrouter", "sonar", "toad", "vibe",
+            "blablador",
+            "caddy",
+            "claude",
+            "codex",
+            "copilot",
+            "gh",
+            "glab",
+            "kisski",
+            "opencode",
+            "openrouter",
+            "sonar",
+            "toad",
+            "vibe",
         ]);
         let tag = l1_tag("ubuntu:24.04", &all);
         assert_eq!(

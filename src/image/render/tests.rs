@@ -106,7 +106,10 @@ fn l0_dev_user_and_family_branches() {
         assert!(out.contains("useradd -m -u 1000 -g dev"));
         assert!(out.contains("dev ALL=(ALL) NOPASSWD: ALL"));
         assert!(out.contains("chmod 0777 /workspace"));
-        assert!(out.ends_with("CMD [\"init-ssh-and-repo.sh\"]\n"), "trailing newline kept");
+        assert!(
+            out.ends_with("CMD [\"init-ssh-and-repo.sh\"]\n"),
+            "trailing newline kept"
+        );
     }
 }
 
@@ -130,7 +133,9 @@ fn l1_label_and_manifest_follow_the_selection() {
     // Root snippets come before the switch to dev, dev snippets after it.
     let root_at = out.find("terok-claude-acp").unwrap();
     let user_at = out.find("USER dev\nWORKDIR /home/dev").unwrap();
-    let npm_at = out.find("npm install -g @agentclientprotocol/claude-agent-acp").unwrap();
+    let npm_at = out
+        .find("npm install -g @agentclientprotocol/claude-agent-acp")
+        .unwrap();
     assert!(root_at < user_at && user_at < npm_at);
 }
 
@@ -158,7 +163,11 @@ fn snippet_syntax_error_names_the_entry() {
 fn custom_templates_from_a_directory() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(L0_TEMPLATE), "FROM {{ BASE_IMAGE }}\n").unwrap();
-    std::fs::write(dir.path().join(L1_TEMPLATE), "FROM {{ BASE_IMAGE }}\nLABEL {{ agents_label }}=\"{{ installed_agents_csv }}\"\n").unwrap();
+    std::fs::write(
+        dir.path().join(L1_TEMPLATE),
+        "FROM {{ BASE_IMAGE }}\nLABEL {{ agents_label }}=\"{{ installed_agents_csv }}\"\n",
+    )
+    .unwrap();
     let t = Templates::from_dir(dir.path()).unwrap();
     assert_eq!(render_l0(&t, "x:1", Family::Deb).unwrap(), "FROM x:1\n");
     let l1 = render_l1(&t, &roster(), "l0:1", Family::Deb, &names(&["gh"])).unwrap();
