@@ -55,6 +55,8 @@ pub struct Progress<W: Write> {
     step: Option<Step>,
     tail: VecDeque<String>,
     partial: String,
+    /// The status line last drawn (identical lines are not drawn again).
+    drawn: String,
 }
 
 impl<W: Write> Progress<W> {
@@ -67,6 +69,7 @@ impl<W: Write> Progress<W> {
             step: None,
             tail: VecDeque::new(),
             partial: String::new(),
+            drawn: String::new(),
         };
         if display == Display::Lines {
             let _ = writeln!(p.out, "building {}", p.stage);
@@ -129,8 +132,12 @@ impl<W: Write> Progress<W> {
 
     fn redraw(&mut self) {
         let status = self.status();
+        if status == self.drawn {
+            return;
+        }
         let _ = write!(self.out, "\r\x1b[2K{status}");
         let _ = self.out.flush();
+        self.drawn = status;
     }
 
     fn flush_partial(&mut self) {
