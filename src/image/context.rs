@@ -19,6 +19,10 @@ pub const SCRIPTS: &[(&str, &[u8])] = &[
         include_bytes!("../../resources/scripts/init-ssh-and-repo.sh"),
     ),
     (
+        "setup-codex-auth.sh",
+        include_bytes!("../../resources/scripts/setup-codex-auth.sh"),
+    ),
+    (
         "ssh-agent-bridge.sh",
         include_bytes!("../../resources/scripts/ssh-agent-bridge.sh"),
     ),
@@ -192,6 +196,32 @@ mod tests {
         let ctx = Context::standard("", "", &[]);
         let l1 = include_str!("../../resources/templates/l1.agent-cli.Dockerfile.template");
         assert!(missing_scripts(l1, &ctx).is_empty());
+    }
+
+    #[test]
+    fn entries_whose_scripts_are_shipped() {
+        let roster = crate::launcher::roster::load_roster(None).unwrap();
+        let ctx = Context::standard("", "", &[]);
+        let mut complete = Vec::new();
+        for name in roster.installs().keys() {
+            let with_deps = roster
+                .resolve_selection(&crate::launcher::roster::Selection::Names(vec![
+                    name.clone()
+                ]))
+                .unwrap();
+            let shipped = with_deps.iter().all(|n| {
+                let install = &roster.installs()[n];
+                missing_scripts(&install.run_as_root, &ctx).is_empty()
+                    && missing_scripts(&install.run_as_dev, &ctx).is_empty()
+            });
+            if shipped {
+                complete.push(name.as_str());
+            }
+        }
+        assert_eq!(
+            complete,
+            ["claude", "codex", "copilot", "gh", "glab", "sonar"]
+        );
     }
 
     #[test]
