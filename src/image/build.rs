@@ -140,17 +140,13 @@ pub async fn ensure_images(
 
     if !have_l0 || req.rebuild {
         let args = HashMap::from([("BASE_IMAGE".to_owned(), base.clone())]);
-        build_one(
-            docker,
-            &archive,
-            L0_DOCKERFILE,
-            &l0,
+        let stage = Stage {
+            name: "L0",
+            dockerfile: L0_DOCKERFILE,
+            tag: &l0,
             args,
-            req.rebuild,
-            display,
-            "L0",
-        )
-        .await?;
+        };
+        stage.build(docker, &archive, req.rebuild, display).await?;
     }
     let cache_bust = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -160,17 +156,13 @@ pub async fn ensure_images(
         ("BASE_IMAGE".to_owned(), l0.clone()),
         ("AGENT_CACHE_BUST".to_owned(), cache_bust.to_string()),
     ]);
-    build_one(
-        docker,
-        &archive,
-        L1_DOCKERFILE,
-        &l1,
+    let stage = Stage {
+        name: "L1",
+        dockerfile: L1_DOCKERFILE,
+        tag: &l1,
         args,
-        req.rebuild,
-        display,
-        "L1",
-    )
-    .await?;
+    };
+    stage.build(docker, &archive, req.rebuild, display).await?;
     if req.selection == Selection::All {
         tag(docker, &l1, &l1_alias(&base)).await?;
     }
@@ -216,62 +208,70 @@ pub fn local_name(name: &str) -> String {
 /// How often the status line is redrawn while the builder is quiet.
 const TICK: Duration = Duration::from_millis(500);
 
-#[allow(clippy::too_many_arguments)]
-async fn build_one(
-    docker: &Docker,
-    archive: &[u8],
-    dockerfile: &str,
-    tag: &str,
+/// One image of a build: which Dockerfile of the context, which tag, which build arguments.
+struct Stage<'a> {
+    name: &'static str,
+    dockerfile: &'static str,
+    tag: &'a str,
     args: HashMap<String, String>,
-    no_cache: bool,
-    display: Display,
-    stage: &str,
-) -> Result<(), BuildError> {
-    let options = BuildImageOptionsBuilder::default()
-        .dockerfile(dockerfile)
-        .t(&local_name(tag))
-        .buildargs(&args)
-        .nocache(no_cache)
-        .rm(true)
-        .forcerm(true)
-        .build();
-    let body = bollard::body_full(bytes::Bytes::copy_from_slice(archive));
-    let mut stream = docker.build_image(options, None, Some(body));
-    let mut progress = Progress::new(std::io::stderr(), display, format!("{stage} {tag}"));
-    let mut ticker = tokio::time::interval(TICK);
-    let failure = loop {
-        tokio::select! {
-            item = stream.next() => match item {
-                None => break None,
-                Some(Ok(info)) => {
-                    if let Some(text) = &info.stream {
-                        progress.feed(text);
+}
+
+impl Stage<'_> {
+    /// Sends the context, shows the builder's output and reports the first error it streams.
+    async fn build(
+        &self,
+        docker: &Docker,
+        archive: &[u8],
+        no_cache: bool,
+        display: Display,
+    ) -> Result<(), BuildError> {
+        let (dockerfile, tag, args, stage) = (self.dockerfile, self.tag, &self.args, self.name);
+        let options = BuildImageOptionsBuilder::default()
+            .dockerfile(dockerfile)
+            .t(&local_name(tag))
+            .buildargs(args)
+            .nocache(no_cache)
+            .rm(true)
+            .forcerm(true)
+            .build();
+        let body = bollard::body_full(bytes::Bytes::copy_from_slice(archive));
+        let mut stream = docker.build_image(options, None, Some(body));
+        let mut progress = Progress::new(std::io::stderr(), display, format!("{stage} {tag}"));
+        let mut ticker = tokio::time::interval(TICK);
+        let failure = loop {
+            tokio::select! {
+                item = stream.next() => match item {
+                    None => break None,
+                    Some(Ok(info)) => {
+                        if let Some(text) = &info.stream {
+                            progress.feed(text);
+                        }
+                        let error = info
+                            .error_detail
+                            .as_ref()
+                            .and_then(|d| d.message.clone());
+                        if let Some(message) = error {
+                            break Some(message);
+                        }
                     }
-                    let error = info
-                        .error_detail
-                        .as_ref()
-                        .and_then(|d| d.message.clone());
-                    if let Some(message) = error {
-                        break Some(message);
-                    }
-                }
-                Some(Err(e)) => break Some(stream_error_message(e)),
-            },
-            _ = ticker.tick() => progress.tick(),
-        }
-    };
-    match failure {
-        None => {
-            progress.succeeded(tag);
-            let _ = std::io::stderr().flush();
-            Ok(())
-        }
-        Some(message) => {
-            progress.failed(&message);
-            Err(BuildError::Step {
-                tag: tag.to_owned(),
-                message,
-            })
+                    Some(Err(e)) => break Some(stream_error_message(e)),
+                },
+                _ = ticker.tick() => progress.tick(),
+            }
+        };
+        match failure {
+            None => {
+                progress.succeeded(tag);
+                let _ = std::io::stderr().flush();
+                Ok(())
+            }
+            Some(message) => {
+                progress.failed(&message);
+                Err(BuildError::Step {
+                    tag: tag.to_owned(),
+                    message,
+                })
+            }
         }
     }
 }
