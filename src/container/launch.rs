@@ -201,3 +201,39 @@ async fn follow(docker: &Docker, name: &str) -> anyhow::Result<ExitCode> {
     };
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acp_daemon_runs_this_binary_with_the_podman_runtime() {
+        let cmd = acp_daemon_command("terok-executor-ab12", Path::new("/r/acp/x.sock")).unwrap();
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "acp",
+                "--runtime",
+                "podman",
+                "terok-executor-ab12",
+                "/r/acp/x.sock"
+            ]
+        );
+        assert_eq!(
+            cmd.get_program(),
+            std::env::current_exe().unwrap().as_os_str()
+        );
+    }
+
+    #[test]
+    fn task_ids_are_short_hex() {
+        let id = new_task_id();
+        assert_eq!(id.len(), 8);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(id, new_task_id());
+    }
+}
