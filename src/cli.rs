@@ -34,6 +34,14 @@ pub enum Command {
     Agents(crate::launcher::cli::AgentsArgs),
     /// Manage the vault's host-side files (routes, credential leak scan).
     Vault(crate::launcher::cli::VaultArgs),
+    /// Build the L0 and L1 agent images (skipped when they exist, unless --rebuild).
+    Build(crate::image::cli::BuildArgs),
+    /// Run an agent in a hardened container (headless with -p, interactive, or with --acp).
+    Run(Box<crate::container::cli::RunArgs>),
+    /// List the containers started by terok-executor.
+    List(crate::container::cli::ListArgs),
+    /// Stop and remove containers started by terok-executor.
+    Stop(crate::container::cli::StopArgs),
     /// Run the embedded fixture ACP agent (for tests, demos and benchmarks).
     #[command(hide = true, disable_help_flag = true)]
     FixtureAgent {
@@ -118,6 +126,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::launcher::cli::run_agents(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Vault(args) => crate::launcher::cli::run_vault(&args).map(|()| ExitCode::SUCCESS),
+        Command::Build(args) => tokio_runtime()?
+            .block_on(crate::image::cli::run_build(args))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => tokio_runtime()?.block_on(crate::container::launch::run(*args)),
+        Command::List(args) => tokio_runtime()?.block_on(crate::container::run_list(args)),
+        Command::Stop(args) => tokio_runtime()?.block_on(crate::container::run_stop(args)),
         Command::FixtureAgent { args } => {
             let code = acp_fixtures::run(args);
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

@@ -11,6 +11,8 @@
 //!   - [`acp::proxy`]: one task per client connection that answers, binds and relays.
 //!   - [`acp::server`], [`acp::daemon`]: state shared by a daemon's connections; the socket
 //!     lifecycle around them.
+//! - [`image`]: the L0/L1 agent images: tags, Dockerfile templates, build context, build.
+//! - [`container`]: hardened agent containers: `run`, `list`, `stop`.
 //! - [`launcher`]: agent roster, vault files and container environment assembly.
 //! - [`cli`], [`demo`], [`logging`]: the command line, the embedded demo, stderr logging.
 //! - [`podman`]: reaching Podman's API socket.
@@ -19,8 +21,10 @@
 
 pub mod acp;
 pub mod cli;
+pub mod container;
 pub mod demo;
 pub mod fsutil;
+pub mod image;
 pub mod launcher;
 pub mod logging;
 pub mod podman;

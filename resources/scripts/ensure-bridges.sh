@@ -1,0 +1,43 @@
+# shellcheck shell=bash
+# Starts the in-container socat bridges that the task environment asks for.
+# Sourced by init-ssh-and-repo.sh; idempotent (pid files in /tmp/.terok/).
+#
+#   127.0.0.1:$TEROK_VAULT_LOOPBACK_PORT  -> /run/terok/vault.sock
+#   /tmp/terok-vault.sock                 -> host.containers.internal:$TEROK_TOKEN_BROKER_PORT
+#   /tmp/ssh-agent.sock                   -> ssh-agent-bridge.sh
+#   127.0.0.1:9418                        -> $TEROK_GATE_SOCKET
+
+_terok_bridge() {
+    local name=$1 pidfile
+    shift
+    pidfile=/tmp/.terok/$name.pid
+    mkdir -p /tmp/.terok
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        return 0
+    fi
+    command -v socat >/dev/null 2>&1 || return 0
+    socat "$@" >/dev/null 2>&1 &
+    echo $! >"$pidfile"
+}
+
+if [ -n "${TEROK_VAULT_LOOPBACK_PORT:-}" ] && [ -S /run/terok/vault.sock ]; then
+    _terok_bridge vault-loopback \
+        "TCP-LISTEN:${TEROK_VAULT_LOOPBACK_PORT},bind=127.0.0.1,reuseaddr,fork" \
+        UNIX-CONNECT:/run/terok/vault.sock
+fi
+if [ -n "${TEROK_TOKEN_BROKER_PORT:-}" ]; then
+    _terok_bridge vault-socket \
+        UNIX-LISTEN:/tmp/terok-vault.sock,fork,unlink-early,mode=600 \
+        "TCP:host.containers.internal:${TEROK_TOKEN_BROKER_PORT}"
+fi
+if [ -n "${TEROK_SSH_SIGNER_SOCKET:-}${TEROK_SSH_SIGNER_PORT:-}" ]; then
+    _terok_bridge ssh-agent \
+        UNIX-LISTEN:/tmp/ssh-agent.sock,fork,unlink-early,mode=600 \
+        EXEC:/usr/local/bin/ssh-agent-bridge.sh
+fi
+if [ -n "${TEROK_GATE_SOCKET:-}" ]; then
+    _terok_bridge gate \
+        TCP-LISTEN:9418,bind=127.0.0.1,reuseaddr,fork \
+        "UNIX-CONNECT:${TEROK_GATE_SOCKET}"
+fi
+unset -f _terok_bridge

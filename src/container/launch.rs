@@ -1,0 +1,239 @@
+//! `run`: from an agent name to a started, hardened container.
+//!
+//! Order: resolve the agent, make sure the images exist, assemble the environment and volumes,
+//! prepare the host (directories, credential files, config patches; a failure stops the launch),
+//! write the agent config dir, create and start the container, then the mode: follow a headless
+//! run to its exit code, print how to attach, or start the ACP daemon.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, LogsOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures::StreamExt;
+
+use super::cli::RunArgs;
+use super::hardening::Hardening;
+use super::spec::{command, LaunchSpec, Mode, NAME_PREFIX};
+use crate::acp::endpoint::{runtime_dir, Endpoint};
+use crate::image::cli::load_roster;
+use crate::image::ensure_images;
+use crate::launcher::env::{
+    assemble_container_env, detect_host_timezone, prepare_host, ContainerEnvSpec,
+};
+use crate::launcher::paths::{HostPaths, LayeredConfig};
+use crate::launcher::roster::Selection;
+use crate::launcher::vault::location::resolve_vault_location;
+
+/// Text every agent gets as its task instructions (`~/.terok/instructions.md`).
+const INSTRUCTIONS: &str = "You are running inside a terok container. The project is in \
+/workspace; commit your work with git. The container has no access to the host beyond the \
+mounted directories.\n";
+
+/// Where the per-container agent config dirs live on the host.
+pub fn containers_dir() -> PathBuf {
+    runtime_dir().join("executor")
+}
+
+/// The agent config dir of container `name`.
+pub fn agent_config_dir(name: &str) -> PathBuf {
+    containers_dir().join(name).join("agent-config")
+}
+
+fn new_task_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// The `terok-executor acp` command that serves `container` on `socket`.
+pub fn acp_daemon_command(container: &str, socket: &Path) -> anyhow::Result<std::process::Command> {
+    let mut cmd = std::process::Command::new(
+        std::env::current_exe().context("cannot locate the terok-executor binary")?,
+    );
+    cmd.args(["acp", "--runtime", "podman", container])
+        .arg(socket);
+    Ok(cmd)
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let roster = load_roster()?;
+    let agent = roster.provider(Some(&args.agent), None)?.clone();
+    let workspace = std::fs::canonicalize(&args.path)
+        .with_context(|| format!("cannot use {} as the workspace", args.path.display()))?;
+    if !workspace.is_dir() {
+        bail!("{} is not a directory", workspace.display());
+    }
+    let mode = match (&args.prompt, args.acp) {
+        (Some(_), _) => Mode::Headless,
+        (None, true) => Mode::Acp,
+        (None, false) => Mode::Interactive,
+    };
+    let task_id = new_task_id();
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{NAME_PREFIX}{task_id}"));
+    // The name also names the ACP endpoint files; check it before anything is created.
+    let endpoint = Endpoint::named(&name)?;
+
+    let docker = crate::podman::connect().await?;
+    let image = match &args.image {
+        Some(image) => image.clone(),
+        None => {
+            let selection = match &args.agents {
+                Some(raw) => Selection::parse(raw),
+                None => Selection::Names(vec![agent.name.clone()]),
+            };
+            let req = args.image_args.request(selection, false)?;
+            ensure_images(&docker, &roster, &req).await?.l1
+        }
+    };
+
+    let paths = HostPaths::from_env();
+    let config_dir = agent_config_dir(&name);
+    std::fs::create_dir_all(&config_dir)
+        .with_context(|| format!("cannot create {}", config_dir.display()))?;
+    std::fs::write(config_dir.join("instructions.md"), INSTRUCTIONS)?;
+    if let Some(prompt) = &args.prompt {
+        std::fs::write(config_dir.join("prompt.txt"), prompt)?;
+    }
+    let mut spec = ContainerEnvSpec::new(&task_id, &agent.name, &workspace, &paths.mounts_dir);
+    spec.timezone = detect_host_timezone();
+    spec.agent_config_dir = Some(config_dir.clone());
+    let env = assemble_container_env(&spec, &roster)?;
+    let report = prepare_host(&env.prepare, &roster, || {
+        resolve_vault_location(&LayeredConfig::load(&paths.config_files))
+    })
+    .context("cannot prepare the host for the container")?;
+    tracing::debug!(?report, "shared config patches reconciled");
+
+    let rootless = !nix::unistd::geteuid().is_root();
+    let mut hardening = if args.unrestricted {
+        Hardening::unrestricted(rootless)
+    } else {
+        Hardening::restricted(rootless)
+    };
+    if let Some(memory) = args.memory {
+        hardening.memory = Some(memory);
+    }
+    if let Some(pids) = args.pids_limit {
+        hardening.pids_limit = Some(pids);
+    }
+    let launch = LaunchSpec {
+        name: name.clone(),
+        image,
+        agent: agent.name.clone(),
+        mode,
+        command: command(mode, &agent, args.model.as_deref()),
+        env: env.env,
+        volumes: env.volumes,
+        hardening,
+    };
+    start(&docker, &launch).await?;
+    eprintln!("started {name} ({} on {})", agent.name, launch.image);
+
+    match mode {
+        Mode::Headless => follow(&docker, &name).await,
+        Mode::Interactive => {
+            println!("{name}");
+            eprintln!("attach with:  podman exec -it {name} bash -l");
+            eprintln!("stop with:    terok-executor stop {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Mode::Acp => {
+            let cmd = acp_daemon_command(&name, &endpoint.socket)?;
+            endpoint
+                .ensure_daemon(cmd)
+                .await
+                .with_context(|| format!("container {name} runs, but its ACP daemon does not"))?;
+            println!("terok-executor acp connect {name}");
+            eprintln!("ACP endpoint: {}", endpoint.socket.display());
+            eprintln!("stop with:    terok-executor stop {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Creates and starts the container; a container that fails to start is removed.
+pub async fn start(docker: &Docker, launch: &LaunchSpec) -> anyhow::Result<()> {
+    let options = CreateContainerOptionsBuilder::default()
+        .name(&launch.name)
+        .build();
+    docker
+        .create_container(Some(options), launch.create_body())
+        .await
+        .with_context(|| format!("cannot create container {}", launch.name))?;
+    if let Err(e) = docker.start_container(&launch.name, None).await {
+        let _ = super::manage::remove(docker, &launch.name).await;
+        return Err(e).with_context(|| format!("cannot start container {}", launch.name));
+    }
+    Ok(())
+}
+
+/// Streams the container's output to ours until it exits; its exit code becomes ours.
+async fn follow(docker: &Docker, name: &str) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let options = LogsOptionsBuilder::default()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .build();
+    let mut logs = docker.logs(name, Some(options));
+    while let Some(item) = logs.next().await {
+        match item.context("cannot read the container's output")? {
+            bollard::container::LogOutput::StdErr { message } => {
+                std::io::stderr().write_all(&message)?;
+            }
+            other => {
+                std::io::stdout().write_all(&other.into_bytes())?;
+                std::io::stdout().flush()?;
+            }
+        }
+    }
+    let options = WaitContainerOptionsBuilder::default().build();
+    let code = match docker.wait_container(name, Some(options)).next().await {
+        Some(Ok(r)) => r.status_code,
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+        Some(Err(e)) => return Err(e).context("cannot wait for the container"),
+        None => bail!("the container {name} vanished before it exited"),
+    };
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acp_daemon_runs_this_binary_with_the_podman_runtime() {
+        let cmd = acp_daemon_command("terok-executor-ab12", Path::new("/r/acp/x.sock")).unwrap();
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "acp",
+                "--runtime",
+                "podman",
+                "terok-executor-ab12",
+                "/r/acp/x.sock"
+            ]
+        );
+        assert_eq!(
+            cmd.get_program(),
+            std::env::current_exe().unwrap().as_os_str()
+        );
+    }
+
+    #[test]
+    fn task_ids_are_short_hex() {
+        let id = new_task_id();
+        assert_eq!(id.len(), 8);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(id, new_task_id());
+    }
+}

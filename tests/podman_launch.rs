@@ -1,0 +1,501 @@
+//! Image builds and container launches on a real Podman (the private setup of
+//! `.ci/podman-env.sh`): `build` from a locally imported base, `run` headless and with `--acp`,
+//! the hardening as Podman reports it, `list` and `stop`.
+//!
+//! No registry is reachable, so the images are built with the test templates in
+//! `tests/fixtures/images/templates` (the real templates' skeleton without package installs) and
+//! the test-only roster entry `probe`, whose install snippets need no network. Every test has its
+//! own base image, so its L0/L1 tags and containers are its own; a guard removes them even when
+//! the test fails. Without Podman the tests skip, except under CI, where they fail.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bollard::Docker;
+use terok_executor::podman::{connect_to, Endpoint};
+
+const BIN: &str = env!("CARGO_BIN_EXE_terok-executor");
+/// Deadline of one test.
+const TEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// The variables `.ci/podman-env.sh` exports that children need.
+const PODMAN_VARS: &[&str] = &[
+    "CONTAINER_HOST",
+    "DOCKER_HOST",
+    "CONTAINERS_CONF",
+    "CONTAINERS_STORAGE_CONF",
+    "TEROK_PODMAN_DIR",
+];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Sources the setup script once and keeps the variables it exports.
+fn podman_env() -> Option<&'static HashMap<String, String>> {
+    static ENV: OnceLock<Result<HashMap<String, String>, String>> = OnceLock::new();
+    let result = ENV.get_or_init(|| {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg("export TEROK_PODMAN_QUIET=1; source .ci/podman-env.sh >&2 && env")
+            .current_dir(repo())
+            .output()
+            .map_err(|e| format!("cannot run bash: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "podman setup failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let vars: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| PODMAN_VARS.contains(k))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        if !vars.contains_key("CONTAINER_HOST") {
+            return Err("podman setup exported no CONTAINER_HOST".into());
+        }
+        Ok(vars)
+    });
+    match result {
+        Ok(vars) => Some(vars),
+        Err(reason) if std::env::var_os("CI").is_some() => panic!("{reason}"),
+        Err(reason) => {
+            eprintln!("skipping: {reason}");
+            None
+        }
+    }
+}
+
+/// One test's world: its Podman variables, terok directories, base image and cleanup list.
+struct World {
+    vars: HashMap<String, String>,
+    dir: tempfile::TempDir,
+    base: String,
+    containers: Vec<String>,
+    images: Vec<String>,
+}
+
+impl World {
+    /// Imports a busybox base image for test `name` (unique per test and process).
+    fn new(name: &str) -> Option<World> {
+        let vars = podman_env()?.clone();
+        let dir = tempfile::Builder::new()
+            .prefix("terok-launch-")
+            .tempdir()
+            .unwrap();
+        let agents = dir.path().join("config/agent/agents");
+        std::fs::create_dir_all(&agents).unwrap();
+        std::fs::copy(
+            repo().join("tests/fixtures/images/agents/probe.yaml"),
+            agents.join("probe.yaml"),
+        )
+        .unwrap();
+        // As root, Podman maps no user namespace: the container's dev user (uid 1000) writes
+        // to the workspace through its mode.
+        let workspace = dir.path().join("workspace");
+        std::fs::create_dir_all(&workspace).unwrap();
+        std::fs::set_permissions(&workspace, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // `bash -lc` in the container command: busybox sh stands in for bash.
+        let fake_bash = dir.path().join("bash");
+        std::fs::write(&fake_bash, "#!/bin/sh\nexec /bin/sh \"$@\"\n").unwrap();
+        let base = format!("localhost/terok-launch-{name}-{}:test", std::process::id());
+        let world = World {
+            vars,
+            dir,
+            base: base.clone(),
+            containers: Vec::new(),
+            images: vec![base.clone()],
+        };
+        let out = world
+            .bash(&format!(
+                "terok_build_test_image {base} '' bash={}",
+                fake_bash.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "base image: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(world)
+    }
+
+    /// A shell with the setup script sourced (for its helper functions).
+    fn bash(&self, script: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg("-c")
+            .arg(format!(
+                "export TEROK_PODMAN_QUIET=1; source .ci/podman-env.sh >&2 && {script}"
+            ))
+            .current_dir(repo())
+            .envs(&self.vars);
+        cmd
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The binary with this world's Podman and terok directories (nothing from our own env).
+    fn cmd(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args(args)
+            .current_dir(self.path("workspace"))
+            .envs(&self.vars)
+            .env("TEROK_CONFIG_DIR", self.path("config"))
+            .env("TEROK_CONFIG_FILE", self.path("config/config.yml"))
+            .env("TEROK_ROOT", self.path("state"))
+            .env("TEROK_RUNTIME_DIR", self.path("run"))
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args).output().await.unwrap();
+        Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `build` of the probe selection with the test templates.
+    async fn build(&mut self, extra: &[&str]) -> Output {
+        let templates = repo().join("tests/fixtures/images/templates");
+        let mut args = vec![
+            "build",
+            "--base",
+            &self.base,
+            "--family",
+            "deb",
+            "--agents",
+            "probe",
+            "--plain",
+            "--templates",
+            templates.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = self.run(&args).await;
+        let tags: Vec<String> = out.stdout.lines().map(str::to_owned).collect();
+        self.images.extend(tags.into_iter().rev());
+        out
+    }
+
+    async fn docker(&self) -> Docker {
+        let host = &self.vars["CONTAINER_HOST"];
+        let path = host.strip_prefix("unix://").unwrap_or(host);
+        connect_to(vec![Endpoint::Unix(PathBuf::from(path))])
+            .await
+            .expect("podman API")
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let quiet = |args: &[&str]| {
+            let _ = std::process::Command::new("podman")
+                .args(args)
+                .envs(&self.vars)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        };
+        for c in &self.containers {
+            quiet(&["rm", "-f", "-v", "-t", "0", c]);
+        }
+        for image in &self.images {
+            quiet(&["rmi", "-f", image]);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+async fn with_timeout(test: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(TEST_TIMEOUT, test)
+        .await
+        .expect("test timed out");
+}
+
+/// Runs `cmd` in `image` with the Podman CLI and returns its stdout.
+fn podman_run(world: &World, image: &str, script: &str) -> String {
+    let out = std::process::Command::new("podman")
+        .args(["run", "--rm", image, "sh", "-c", script])
+        .envs(&world.vars)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "podman run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn build_from_a_local_base_labels_the_image_and_writes_the_manifest() {
+    let Some(mut world) = World::new("build") else {
+        return;
+    };
+    with_timeout(async {
+        let out = world.build(&[]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let tags: Vec<&str> = out.stdout.lines().collect();
+        let base_tag = world.base.replace(['/', ':'], "-");
+        assert_eq!(
+            tags,
+            [
+                format!("terok-l0:{base_tag}"),
+                format!("terok-l1-cli:{base_tag}-probe")
+            ]
+        );
+        // Plain output: the builder's step lines as they come.
+        assert!(out.stderr.contains("STEP 1/"), "{}", out.stderr);
+        assert!(out.stderr.contains(&format!("built {}", tags[1])));
+
+        let docker = world.docker().await;
+        let l1 = docker.inspect_image(tags[1]).await.unwrap();
+        let labels = l1.config.unwrap().labels.unwrap();
+        assert_eq!(labels["ai.terok.agents"], "probe");
+        let repo_tags = l1.repo_tags.unwrap();
+        assert!(repo_tags.iter().any(|t| t == &format!("localhost/{}", tags[1])), "{repo_tags:?}");
+
+        let inside = podman_run(
+            &world,
+            tags[1],
+            "cat /etc/terok/installed.env /etc/probe-root /home/dev/.probe-dev /etc/terok-test-family; \
+             cat /usr/local/share/terok/help.d/agents.txt; test -x /usr/local/bin/probe-staged && echo staged; \
+             test -e /tmp/terok-scripts || echo cleaned",
+        );
+        assert_eq!(
+            inside,
+            "TEROK_INSTALLED_AGENTS=probe\nroot deb\ndev deb\ndeb\n  \u{1b}[36mprobe\u{1b}[0m      - test agent\nstaged\ncleaned\n"
+        );
+
+        // Existing images are not built again.
+        let again = world.build(&[]).await;
+        assert_eq!(again.code, Some(0), "{again:?}");
+        assert!(again.stderr.contains("images exist"), "{}", again.stderr);
+        assert!(!again.stderr.contains("STEP"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_build_step_shows_its_output() {
+    let Some(mut world) = World::new("fail") else {
+        return;
+    };
+    with_timeout(async {
+        std::fs::write(
+            world.path("config/agent/agents/probe.yaml"),
+            "roster_version: 1\nkind: native\nbinary: sh\ninstall:\n  run_as_root: |\n    RUN echo boom-before-failure && false\n",
+        )
+        .unwrap();
+        let out = world.build(&[]).await;
+        assert_ne!(out.code, Some(0));
+        assert!(out.stderr.contains("boom-before-failure"), "{}", out.stderr);
+        assert!(out.stderr.contains("failed: RUN echo boom-before-failure"), "{}", out.stderr);
+        // The L0 was built before the failure; remove it too.
+        let base_tag = world.base.replace(['/', ':'], "-");
+        world.images.push(format!("terok-l0:{base_tag}"));
+    })
+    .await;
+}
+
+async fn container_labels_and_host(
+    docker: &Docker,
+    name: &str,
+) -> (HashMap<String, String>, bollard::models::HostConfig, bool) {
+    let c = docker.inspect_container(name, None).await.unwrap();
+    let running = c.state.and_then(|s| s.running).unwrap_or(false);
+    (
+        c.config.unwrap().labels.unwrap(),
+        c.host_config.unwrap(),
+        running,
+    )
+}
+
+fn acp_daemon_supports_podman() -> bool {
+    let out = std::process::Command::new(BIN)
+        .args(["acp", "--help"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("podman")
+}
+
+#[tokio::test]
+async fn run_headless_acp_list_and_stop_with_hardening() {
+    let Some(mut world) = World::new("run") else {
+        return;
+    };
+    with_timeout(async {
+        let out = world.build(&[]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let docker = world.docker().await;
+        let base = world.base.clone();
+
+        // Headless: the agent's output and exit code (the probe agent is `sh -c <prompt>`).
+        let headless = format!("tx-headless-{}", std::process::id());
+        world.containers.push(headless.clone());
+        let out = world
+            .run(&[
+                "run",
+                "probe",
+                ".",
+                "--base",
+                &base,
+                "--name",
+                &headless,
+                "-p",
+                "echo out-$(id -un); cat /etc/terok/installed.env; echo x > /workspace/made-here; \
+                 touch /usr/nope 2>/dev/null || echo ro-root; touch /tmp/t ~/h && echo writable; \
+                 grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status; exit 7",
+            ])
+            .await;
+        assert_eq!(out.code, Some(7), "{out:?}");
+        assert_eq!(
+            out.stdout,
+            "out-dev\nTEROK_INSTALLED_AGENTS=probe\nro-root\nwritable\n\
+             CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nNoNewPrivs:\t1\n"
+        );
+        assert!(
+            world.path("workspace/made-here").exists(),
+            "workspace is mounted"
+        );
+
+        // Hardening as Podman reports it.
+        let (labels, host, _) = container_labels_and_host(&docker, &headless).await;
+        assert_eq!(labels["ai.terok.executor"], "1");
+        assert_eq!(labels["ai.terok.executor.agent"], "probe");
+        assert_eq!(labels["ai.terok.executor.mode"], "headless");
+        // Podman reports `ALL` expanded to the capabilities it would otherwise grant.
+        let caps = host.cap_drop.unwrap_or_default();
+        for cap in [
+            "CHOWN",
+            "DAC_OVERRIDE",
+            "FOWNER",
+            "KILL",
+            "NET_BIND_SERVICE",
+            "SETGID",
+            "SETUID",
+        ] {
+            assert!(
+                caps.iter()
+                    .any(|c| c == "ALL" || c.trim_start_matches("CAP_") == cap),
+                "{cap} not dropped: {caps:?}"
+            );
+        }
+        assert!(host.cap_add.unwrap_or_default().is_empty());
+        let secopt = host.security_opt.unwrap_or_default();
+        assert!(
+            secopt.iter().any(|o| o.starts_with("no-new-privileges")),
+            "{secopt:?}"
+        );
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.pids_limit, Some(4096));
+        assert_eq!(host.memory, Some(8 << 30));
+        let tmpfs = host.tmpfs.unwrap_or_default();
+        assert!(
+            tmpfs.contains_key("/tmp") && tmpfs.contains_key("/run"),
+            "{tmpfs:?}"
+        );
+
+        // --acp: the container stays up and gets an endpoint (or, while the daemon has no Podman
+        // runtime, a clear error with the container left running).
+        let acp = format!("tx-acp-{}", std::process::id());
+        world.containers.push(acp.clone());
+        let out = world
+            .run(&[
+                "run", "probe", ".", "--base", &base, "--name", &acp, "--acp",
+            ])
+            .await;
+        let (labels, _, running) = container_labels_and_host(&docker, &acp).await;
+        assert!(running, "{out:?}");
+        assert_eq!(labels["ai.terok.executor.mode"], "acp");
+        let socket = world.path(&format!("run/acp/{acp}.sock"));
+        if acp_daemon_supports_podman() {
+            assert_eq!(out.code, Some(0), "{out:?}");
+            assert_eq!(
+                out.stdout.trim(),
+                format!("terok-executor acp connect {acp}")
+            );
+            assert!(std::os::unix::net::UnixStream::connect(&socket).is_ok());
+        } else {
+            assert_ne!(out.code, Some(0));
+            assert!(
+                out.stderr.contains("runs, but its ACP daemon does not"),
+                "{}",
+                out.stderr
+            );
+            let log = std::fs::read_to_string(world.path(&format!("run/acp/{acp}.log"))).unwrap();
+            assert!(log.contains("podman"), "{log}");
+        }
+
+        // Unrestricted relaxes each restriction.
+        let loose = format!("tx-loose-{}", std::process::id());
+        world.containers.push(loose.clone());
+        let out = world
+            .run(&[
+                "run",
+                "probe",
+                ".",
+                "--base",
+                &base,
+                "--name",
+                &loose,
+                "--unrestricted",
+            ])
+            .await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert_eq!(out.stdout.trim(), loose);
+        assert!(out
+            .stderr
+            .contains(&format!("podman exec -it {loose} bash -l")));
+        let (_, host, running) = container_labels_and_host(&docker, &loose).await;
+        assert!(running);
+        assert!(host.cap_drop.unwrap_or_default().is_empty());
+        assert!(!host
+            .security_opt
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.starts_with("no-new-privileges")));
+        assert_ne!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.memory.unwrap_or(0), 0);
+
+        // list shows ours; stop removes them and refuses foreign containers.
+        let out = world.run(&["list", "--json"]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+        let listed: Vec<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
+        for name in [&headless, &acp, &loose] {
+            assert!(listed.contains(&name.as_str()), "{listed:?}");
+        }
+        let out = world.run(&["stop", &headless, &acp, &loose]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        for name in [&headless, &acp, &loose] {
+            let gone = docker.inspect_container(name, None).await.unwrap_err();
+            assert!(
+                terok_executor::podman::is_not_found(&gone),
+                "{name}: {gone}"
+            );
+        }
+        assert!(!world.path(&format!("run/executor/{acp}")).exists());
+        let out = world.run(&["stop", "no-such-container-here"]).await;
+        assert_ne!(out.code, Some(0));
+        assert!(out.stderr.contains("no container named"), "{}", out.stderr);
+    })
+    .await;
+}
