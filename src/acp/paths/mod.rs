@@ -20,6 +20,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub mod rewrite;
+#[cfg(test)]
+mod snapshots;
 mod uri;
 
 pub use rewrite::PathError;
