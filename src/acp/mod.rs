@@ -11,6 +11,7 @@ pub mod message;
 pub mod method;
 pub mod models;
 pub mod outbox;
+pub mod paths;
 pub mod picker;
 pub mod probe;
 pub mod proxy;
