@@ -407,3 +407,78 @@ fn connect_is_an_editor_session_with_a_real_container() {
         || !socket.exists(),
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paths_are_translated_between_the_editor_and_the_container() {
+    let Some(env) = podman() else { return };
+    let container = env.run_container(IMAGE);
+    let run = tempfile::tempdir().unwrap();
+    let socket = run.path().join("p.sock");
+    let mut daemon = env
+        .command(BIN)
+        .args(["acp", &container.name])
+        .arg(&socket)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the daemon to accept", Duration::from_secs(20), || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    let mut client = Client::connect(&socket).await;
+    client
+        .call("initialize", json!({"protocolVersion": 1, "clientCapabilities": {"fs": {"readTextFile": true, "writeTextFile": true}, "terminal": true}}))
+        .await;
+    let host = "/home/editor/project";
+    let result = client
+        .call(
+            "session/new",
+            json!({"cwd": host, "mcpServers": [
+        {"name": "host-tool", "command": "/usr/local/bin/host-only-mcp", "args": [], "env": []},
+        {"type": "http", "name": "web", "url": "http://127.0.0.1:9/mcp", "headers": []}]}),
+        )
+        .await;
+    let sid = result["sessionId"].as_str().unwrap().to_owned();
+    client.pick(&sid, "claude:opus").await;
+
+    // The agent works in the container's workspace.
+    let (chunks, _) = client.prompt(&sid, "cwd").await;
+    assert_eq!(chunks, ["cwd: /workspace"]);
+
+    // An agent's read inside the workspace reaches the editor as the host path.
+    let prompt = client.request("session/prompt", json!({"sessionId": sid, "prompt": [{"type": "text", "text": "read /workspace/src/main.rs"}]})).await;
+    let read = client
+        .wait_for("the read request", |v| v["method"] == "fs/read_text_file")
+        .await;
+    assert_eq!(read["params"]["path"], format!("{host}/src/main.rs"));
+    client
+        .send(&json!({"jsonrpc": "2.0", "id": read["id"], "result": {"content": "fn main() {}"}}))
+        .await;
+    client.response(&prompt).await;
+    client.backlog.clear();
+
+    // Outside every mapped root: refused, and never shown to the editor.
+    let (chunks, _) = client.prompt(&sid, "read /etc/shadow").await;
+    assert_eq!(chunks.len(), 1);
+    assert!(chunks[0].starts_with("read error:"), "{chunks:?}");
+    // The editor's terminal runs on the host: not for agents in a container.
+    let (chunks, _) = client.prompt(&sid, "terminal ls").await;
+    assert!(
+        chunks[0].contains("error") || chunks[0].contains("not offered"),
+        "{chunks:?}"
+    );
+    assert!(
+        client
+            .backlog
+            .iter()
+            .all(|v| v["method"] != "fs/read_text_file" && v["method"] != "terminal/create"),
+        "{:?}",
+        client.backlog
+    );
+    drop(client);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(daemon.wait().unwrap().success());
+}

@@ -62,6 +62,10 @@ pub struct ProxyConfig {
     pub bound_file: Option<PathBuf>,
     /// Where probe results are persisted per image, if anywhere.
     pub cache_dir: Option<PathBuf>,
+    /// Host ↔ container pairs beyond the session's own `cwd` ↔ workspace.
+    pub extra_paths: Vec<(PathBuf, PathBuf)>,
+    /// Whether agents in a container may run commands in the editor's terminal (on the host).
+    pub host_terminal: bool,
 }
 
 impl Default for ProxyConfig {
@@ -73,6 +77,8 @@ impl Default for ProxyConfig {
             debug: FrameDebug::Off,
             bound_file: None,
             cache_dir: None,
+            extra_paths: Vec::new(),
+            host_terminal: false,
         }
     }
 }
@@ -88,6 +94,17 @@ impl ProxyConfig {
         if let Some(secs) = env_secs("TEROK_ACP_BIND_TIMEOUT_SECS") {
             config.bind_timeout = secs;
         }
+        if let Ok(pairs) = std::env::var("TEROK_ACP_PATH_MAP") {
+            config.extra_paths = pairs
+                .split(',')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(h, c)| (PathBuf::from(h.trim()), PathBuf::from(c.trim())))
+                .collect();
+        }
+        config.host_terminal = matches!(
+            std::env::var("TEROK_ACP_HOST_TERMINAL").as_deref(),
+            Ok("1") | Ok("true")
+        );
         if let Some(max) = std::env::var("TEROK_ACP_MAX_FRAME_BYTES")
             .ok()
             .and_then(|v| v.trim().parse::<usize>().ok())

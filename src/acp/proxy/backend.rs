@@ -31,6 +31,11 @@ use crate::acp::runtime::{
 /// check to one scan of the line.
 static CONFIG_OPTION_UPDATE: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"config_option_update"));
+/// Finds updates that may carry paths to translate.
+static PATH_KEY: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"path\""));
+static FILE_URI: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"file:"));
 
 pub(super) enum BackendEvent {
     Spawned(Result<AgentProcess, RuntimeError>),
@@ -350,10 +355,21 @@ impl Connection {
             backend.agent.clone(),
             exit,
         ));
-        let params = self
+        let mut params = self
             .client_init
             .clone()
             .unwrap_or_else(crate::acp::probe::probe_initialize_params);
+        // A terminal the editor opens runs on the host: agents in a container are not offered
+        // one unless the user asked for it.
+        if self.server.runtime.container_workspace().is_some() && !self.server.config.host_terminal
+        {
+            if let Some(caps) = params
+                .get_mut("clientCapabilities")
+                .and_then(Value::as_object_mut)
+            {
+                caps.insert("terminal".into(), Value::Bool(false));
+            }
+        }
         backend.request("initialize", &params, Pending::Initialize);
     }
 
@@ -444,7 +460,7 @@ impl Connection {
         let Some(backend) = self.backends.get(&slot) else {
             return;
         };
-        let (Some(backend_id), Some(id_span)) = (frame.id_raw(), frame.id_span()) else {
+        let Some(backend_id) = frame.id_raw() else {
             return;
         };
         if frame
@@ -468,6 +484,15 @@ impl Connection {
             }
             return;
         }
+        let Some(frame) = self.check_agent_request(slot, frame, &backend_id) else {
+            return;
+        };
+        let Some(backend) = self.backends.get(&slot) else {
+            return;
+        };
+        let Some(id_span) = frame.id_span() else {
+            return;
+        };
         let client_id = self.next_agent_request;
         self.next_agent_request += 1;
         let client_literal = message::numeric_id(client_id);
@@ -498,6 +523,51 @@ impl Connection {
         );
     }
 
+    /// Applies the session's path map to an agent's request to the client, and refuses what
+    /// must not reach the editor: paths outside every mapped root, and host terminals for
+    /// agents in a container. Returns the frame to forward, or `None` after answering the agent.
+    fn check_agent_request(&mut self, slot: u32, frame: Frame, backend_id: &[u8]) -> Option<Frame> {
+        let container = self.server.runtime.container_workspace().is_some();
+        let method = frame.method().cloned().unwrap_or(Method::Other("".into()));
+        let refuse = |this: &mut Self, error: RpcError| {
+            tracing::warn!("refused an agent request: {}", error.message);
+            if let Some(backend) = this.backends.get_mut(&slot) {
+                message::write_error(&mut backend.buf, Some(backend_id), &error);
+            }
+            None
+        };
+        if container
+            && !self.server.config.host_terminal
+            && method.as_str().starts_with("terminal/")
+        {
+            let error = RpcError::new(
+                message::METHOD_NOT_FOUND,
+                "the editor's terminal runs on the host and is not offered to agents in a container",
+            );
+            return refuse(self, error);
+        }
+        let backend = self.backends.get(&slot)?;
+        let sid = frame
+            .session_id()
+            .and_then(|sid| backend.routes.get(sid.as_ref()).map(|r| r.proxy.clone()));
+        let paths = sid
+            .and_then(|sid| self.sessions.get(&sid))
+            .and_then(|s| s.paths.clone());
+        let Some(paths) = paths else {
+            return Some(frame);
+        };
+        let mut refusal = None;
+        let frame = super::client::rewrite_frame(frame, |params| {
+            if let Err(e) = paths.rewrite_agent_to_client(method.as_str(), params) {
+                refusal = Some(e);
+            }
+        });
+        match refusal {
+            Some(e) => refuse(self, RpcError::new(e.code(), e.to_string())),
+            None => Some(frame),
+        }
+    }
+
     fn on_backend_notification(&mut self, slot: u32, frame: Frame) {
         let Some(backend) = self.backends.get(&slot) else {
             return;
@@ -521,8 +591,25 @@ impl Connection {
             let proxy = route.proxy.clone();
             return self.on_config_option_update(&proxy, frame);
         }
+        // Tool calls, diffs and resource links name paths: for a session whose agent lives in a
+        // container they are translated to the editor's paths (other updates pass untouched).
+        let literal = route.literal.clone();
+        let mentions_paths = frame.contains_with(&PATH_KEY) || frame.contains_with(&FILE_URI);
+        let paths = mentions_paths
+            .then(|| {
+                self.sessions
+                    .get(&route.proxy)
+                    .and_then(|s| s.paths.clone())
+            })
+            .flatten();
+        let frame = match paths {
+            Some(paths) => super::client::rewrite_frame(frame, |params| {
+                let _ = paths.rewrite_agent_to_client("session/update", params);
+            }),
+            None => frame,
+        };
         if let Some(span) = frame.session_id_span() {
-            frame.write_spliced(&mut [(span, &route.literal[..])], &mut self.client_buf);
+            frame.write_spliced(&mut [(span, &literal[..])], &mut self.client_buf);
         }
     }
 

@@ -137,7 +137,12 @@ impl Connection {
         let Some(session) = self.sessions.get(sid) else {
             return;
         };
-        let params = session.new_params.clone();
+        let mut params = session.new_params.clone();
+        if let Some(paths) = &session.paths {
+            for warning in paths.rewrite_client_to_agent("session/new", &mut params) {
+                tracing::warn!(session = %sid, "{warning}");
+            }
+        }
         let Some(backend) = self.backends.get_mut(&slot) else {
             return;
         };

@@ -261,7 +261,24 @@ impl Connection {
                 &RpcError::new(message::INTERNAL_ERROR, "no agent offers a model"),
             );
         };
-        let session = Session::new(params, catalog.clone(), model.clone());
+        let mut session = Session::new(params, catalog.clone(), model.clone());
+        if let Some(workspace) = self.server.runtime.container_workspace() {
+            let cwd = session
+                .new_params
+                .get("cwd")
+                .and_then(Value::as_str)
+                .unwrap_or("/");
+            match crate::acp::paths::PathMap::for_session(
+                cwd,
+                &workspace,
+                self.server.config.extra_paths.clone(),
+            ) {
+                Ok(map) => session.paths = Some(Arc::new(map)),
+                Err(e) => {
+                    tracing::warn!("cannot map {cwd} to {workspace}: {e}; paths pass unchanged")
+                }
+            }
+        }
         let result = json!({
             "sessionId": &*session.id,
             "configOptions": session.config_options(),
@@ -374,6 +391,18 @@ impl Connection {
                 if method == Method::SessionPrompt && !self.check_prompt(route.0, &frame) {
                     return;
                 }
+                let frame = match self
+                    .sessions
+                    .get(route.1.as_ref())
+                    .and_then(|s| s.paths.clone())
+                {
+                    Some(paths) if frame.contains(b"file:") => rewrite_frame(frame, |params| {
+                        for warning in paths.rewrite_client_to_agent(method.as_str(), params) {
+                            tracing::warn!("{warning}");
+                        }
+                    }),
+                    _ => frame,
+                };
                 self.forward_to_backend(route.0, frame, Some((route.1, route.2)));
             }
             SessionState::Binding { queue, .. } => queue.push(frame),
@@ -466,6 +495,25 @@ impl Connection {
             }
         }
         tracing::debug!("cancel for a request that is not in flight");
+    }
+}
+
+/// Applies `edit` to a frame's params and parses the result again (for the few frames whose
+/// payload the proxy changes); on any failure the frame is kept as it was.
+pub(super) fn rewrite_frame(frame: Frame, edit: impl FnOnce(&mut Value)) -> Frame {
+    let Ok(mut value) = frame.to_value() else {
+        return frame;
+    };
+    let Some(params) = value.get_mut("params") else {
+        return frame;
+    };
+    edit(params);
+    match serde_json::to_vec(&value)
+        .map(Bytes::from)
+        .map(Frame::parse)
+    {
+        Ok(Ok(rewritten)) => rewritten,
+        _ => frame,
     }
 }
 

@@ -85,6 +85,8 @@ pub struct Session {
     /// The current pick, `agent:model`.
     pub model: String,
     pub state: SessionState,
+    /// Host ↔ container paths, when the agents live in a container.
+    pub paths: Option<Arc<crate::acp::paths::PathMap>>,
 }
 
 impl Session {
@@ -97,6 +99,7 @@ impl Session {
             catalog,
             model,
             state: SessionState::Unbound,
+            paths: None,
         }
     }
 

@@ -123,6 +123,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// The working directory probes open their sessions in.
     fn workspace(&self) -> String;
 
+    /// Where agents see the client's project, when they live in another file system (a
+    /// container); `None` when host paths are valid for agents as they are.
+    fn container_workspace(&self) -> Option<String> {
+        None
+    }
+
     /// Agents that ship an ACP wrapper, sorted by name.
     fn agents(&self) -> BoxFuture<'_, Result<Vec<AgentName>, RuntimeError>>;
 

@@ -424,6 +424,10 @@ impl Runtime for PodmanRuntime {
         WORKSPACE.to_owned()
     }
 
+    fn container_workspace(&self) -> Option<String> {
+        Some(WORKSPACE.to_owned())
+    }
+
     fn agents(&self) -> BoxFuture<'_, Result<Vec<AgentName>, RuntimeError>> {
         async move {
             self.agents
