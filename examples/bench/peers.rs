@@ -124,6 +124,8 @@ impl Daemon {
             .arg(&agents.dir)
             .arg(&socket)
             .env("RUST_LOG", "warn")
+            // A state dir of its own: a persisted probe cache would make cold starts warm.
+            .env("TEROK_STATE_DIR", socket.with_extension("state"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
