@@ -206,3 +206,91 @@ async fn a_missing_container_is_a_clear_error() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/container"));
 }
+
+#[tokio::test]
+async fn a_daemon_whose_socket_is_deleted_steps_down() {
+    let agents = Agents::new(&[("claude", "--models opus")]);
+    let socket = agents.path().join("deleted.sock");
+    let mut daemon = spawn_daemon(agents.path(), &socket);
+    wait_live(&socket).await;
+    std::fs::remove_file(&socket).unwrap();
+    let status = wait_exit(&mut daemon).await;
+    assert!(status.success(), "{status:?}");
+}
+
+/// Connects as uid/gid 65534 and sends `initialize`; returns what came back.
+fn initialize_as_nobody(socket: &Path) -> String {
+    let script = format!(
+        "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.settimeout(10)\ns.connect({path:?})\nsys.stdout.write('CONNECTED\\n')\n\
+         s.sendall(b'{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":1}}}}\\n')\n\
+         data=b''\ntry:\n  while b'\\n' not in data:\n    chunk=s.recv(65536)\n    if not chunk: break\n    data+=chunk\nexcept Exception: pass\nsys.stdout.write(data.decode())",
+        path = socket.display().to_string()
+    );
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn peers_of_another_user_are_refused_unless_allowed() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: needs root to connect as another user");
+        return;
+    }
+    let agents = Agents::new(&[("claude", "--models opus")]);
+    // Open the directory and socket to everyone, so only the credential check stands.
+    std::fs::set_permissions(agents.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let open_up = |socket: &Path| {
+        std::fs::set_permissions(
+            socket.parent().unwrap(),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    };
+
+    let socket = agents.path().join("private").join("p.sock");
+    let mut daemon = spawn_daemon(agents.path(), &socket);
+    wait_live(&socket).await;
+    open_up(&socket);
+    assert_eq!(
+        initialize_as_nobody(&socket),
+        "CONNECTED\n",
+        "another user connects but gets nothing"
+    );
+    // The daemon's own user is still served.
+    let mut client = Client::connect(&socket).await;
+    client.initialize().await;
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon).await.success());
+
+    let socket = agents.path().join("shared").join("s.sock");
+    let mut daemon = Command::new(BIN)
+        .env("TEROK_STATE_DIR", agents.path().join("state"))
+        .env("TEROK_ACP_ALLOW_UIDS", "65534")
+        .args(["acp", "--runtime", "local"])
+        .arg(agents.path())
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_live(&socket).await;
+    open_up(&socket);
+    assert!(
+        initialize_as_nobody(&socket).contains("\"protocolVersion\""),
+        "an allowed user is served"
+    );
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon).await.success());
+}

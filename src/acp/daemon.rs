@@ -21,6 +21,8 @@ use super::server::{ProxyConfig, Server};
 
 /// How long a connect to an existing socket may take before it counts as stale.
 const LIVENESS_TIMEOUT: Duration = Duration::from_millis(200);
+/// How often the daemon checks that its socket is still there.
+const SOCKET_WATCH: Duration = Duration::from_secs(1);
 /// How long shutdown waits for connections and backends to end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -243,6 +245,22 @@ pub async fn run(
             _ = watched.stopped() => {
                 tracing::info!(container = %watched.describe(), "container stopped; shutting down");
                 shutdown.cancel();
+            }
+        }
+    });
+    // A socket removed (or replaced) under the daemon can no longer be reached: step down, so
+    // the next `acp connect` starts a daemon that can.
+    let (shutdown, watched, inode) = (server.shutdown.clone(), socket.to_owned(), guard.inode);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(SOCKET_WATCH) => {}
+            }
+            if !std::fs::symlink_metadata(&watched).is_ok_and(|m| m.ino() == inode) {
+                tracing::warn!(socket = %watched.display(), "the socket was removed; shutting down");
+                shutdown.cancel();
+                return;
             }
         }
     });

@@ -66,6 +66,15 @@ pub struct ProxyConfig {
     pub extra_paths: Vec<(PathBuf, PathBuf)>,
     /// Whether agents in a container may run commands in the editor's terminal (on the host).
     pub host_terminal: bool,
+    /// Users besides the daemon's own that may connect (`TEROK_ACP_ALLOW_UIDS`).
+    pub allowed_uids: Vec<u32>,
+}
+
+impl ProxyConfig {
+    /// Whether a peer with `uid` may connect: the daemon's own user, or one explicitly allowed.
+    pub fn allows_uid(&self, uid: u32) -> bool {
+        uid == nix::unistd::geteuid().as_raw() || self.allowed_uids.contains(&uid)
+    }
 }
 
 impl Default for ProxyConfig {
@@ -79,6 +88,7 @@ impl Default for ProxyConfig {
             cache_dir: None,
             extra_paths: Vec::new(),
             host_terminal: false,
+            allowed_uids: Vec::new(),
         }
     }
 }
@@ -99,6 +109,12 @@ impl ProxyConfig {
                 .split(',')
                 .filter_map(|pair| pair.split_once('='))
                 .map(|(h, c)| (PathBuf::from(h.trim()), PathBuf::from(c.trim())))
+                .collect();
+        }
+        if let Ok(uids) = std::env::var("TEROK_ACP_ALLOW_UIDS") {
+            config.allowed_uids = uids
+                .split(',')
+                .filter_map(|u| u.trim().parse().ok())
                 .collect();
         }
         config.host_terminal = matches!(

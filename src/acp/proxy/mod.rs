@@ -109,6 +109,22 @@ fn cancel_agent_request(buf: &mut BytesMut, method: &super::method::Method, back
 /// Serves one client until it leaves or the daemon shuts down.
 pub async fn serve_connection(server: Arc<Server>, stream: UnixStream) {
     let id = server.next_connection_id();
+    // Only the daemon's own user (and users explicitly allowed) may talk to its agents.
+    match stream.peer_cred() {
+        Ok(cred) if server.config.allows_uid(cred.uid()) => {}
+        Ok(cred) => {
+            tracing::warn!(
+                uid = cred.uid(),
+                pid = cred.pid(),
+                "refused a connection from another user"
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::warn!("refused a connection whose peer cannot be identified: {e}");
+            return;
+        }
+    }
     let span = tracing::info_span!("conn", id);
     run(server, stream, id).instrument(span).await
 }
