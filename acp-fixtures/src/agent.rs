@@ -105,6 +105,10 @@ impl Agent {
             "session/set_config_option" => self.set_config_option(&params),
             "session/set_model" => self.set_model(&params),
             "session/close" => self.close_session(&params),
+            "session/list" => self.list_sessions(&params),
+            "session/load" => self.reopen_session(&params, true),
+            "session/resume" => self.reopen_session(&params, false),
+            "session/delete" => self.delete_session(&params),
             "session/prompt" => return self.start_prompt(raw_id, &params),
             "_fixture/echo" => Ok(params),
             _ => Err(RpcError::method_not_found(method)),
@@ -184,7 +188,14 @@ impl Agent {
             .and_then(Value::as_str)
             .ok_or_else(|| RpcError::invalid_params("session/new needs a cwd string"))?;
         let n = self.next_session.fetch_add(1, Ordering::SeqCst);
-        let id = format!("{}{n}", self.cfg.session_prefix);
+        let id = match &self.cfg.store {
+            // Stored sessions outlive the process: their ids must not repeat across processes.
+            Some(_) => format!("{}{}-{n}", self.cfg.session_prefix, std::process::id()),
+            None => format!("{}{n}", self.cfg.session_prefix),
+        };
+        if let Some(store) = self.store() {
+            store.create(&id, cwd);
+        }
         let model = self.cfg.models[0].clone();
         let session = Session::new(id.clone(), cwd.to_string(), model, MODES[0].to_string());
         let result = self.selectors_json(&session, json!({"sessionId": id}));
@@ -212,6 +223,92 @@ impl Agent {
     }
 
     /// Looks up the session named by `params.sessionId`.
+    fn store(&self) -> Option<crate::store::Store> {
+        self.cfg.store.as_deref().map(crate::store::Store::open)
+    }
+
+    /// Whether `agentCapabilities` advertises `path` (an object or `true`).
+    fn advertises(&self, path: &str) -> bool {
+        self.cfg
+            .caps
+            .pointer(path)
+            .is_some_and(|v| !v.is_null() && *v != Value::Bool(false))
+    }
+
+    fn list_sessions(&self, params: &Value) -> Result<Value, RpcError> {
+        if !self.advertises("/sessionCapabilities/list") {
+            return Err(RpcError::method_not_found("session/list"));
+        }
+        let cwd = params.get("cwd").and_then(Value::as_str);
+        let cursor = params.get("cursor").and_then(Value::as_str);
+        match self.store() {
+            Some(store) => Ok(store.list(cwd, cursor)),
+            None => {
+                let sessions: Vec<Value> = lock(&self.sessions)
+                    .values()
+                    .map(|s| json!({"sessionId": s.id, "cwd": s.cwd}))
+                    .collect();
+                Ok(json!({"sessions": sessions}))
+            }
+        }
+    }
+
+    /// `session/load` (replaying the prompts as user messages) or `session/resume`.
+    fn reopen_session(&self, params: &Value, replay: bool) -> Result<Value, RpcError> {
+        let (method, capability) = if replay {
+            ("session/load", "/loadSession")
+        } else {
+            ("session/resume", "/sessionCapabilities/resume")
+        };
+        if !self.advertises(capability) {
+            return Err(RpcError::method_not_found(method));
+        }
+        let id = params
+            .get("sessionId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params("missing sessionId"))?;
+        let known = lock(&self.sessions)
+            .get(id)
+            .map(|s| (s.cwd.clone(), Vec::new()));
+        let (cwd, prompts) = match known.or_else(|| self.store().and_then(|s| s.read(id))) {
+            Some(found) => found,
+            None => return Err(RpcError::new(-32002, format!("unknown session {id}"))),
+        };
+        if replay {
+            for text in &prompts {
+                let update = json!({"sessionUpdate": "user_message_chunk", "content": {"type": "text", "text": text}});
+                self.out
+                    .send(&crate::output::session_update_frame(id, update));
+            }
+        }
+        let session = Session::new(
+            id.to_owned(),
+            cwd,
+            self.cfg.models[0].clone(),
+            MODES[0].to_string(),
+        );
+        let result = self.selectors_json(&session, json!({}));
+        lock(&self.sessions).insert(id.to_owned(), Arc::new(session));
+        Ok(result)
+    }
+
+    fn delete_session(&self, params: &Value) -> Result<Value, RpcError> {
+        if !self.advertises("/sessionCapabilities/delete") {
+            return Err(RpcError::method_not_found("session/delete"));
+        }
+        let id = params
+            .get("sessionId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params("missing sessionId"))?;
+        let in_memory = lock(&self.sessions).remove(id).is_some();
+        let stored = self.store().is_some_and(|s| s.delete(id));
+        if in_memory || stored {
+            Ok(json!({}))
+        } else {
+            Err(RpcError::new(-32002, format!("unknown session {id}")))
+        }
+    }
+
     pub fn session(&self, params: &Value) -> Result<Arc<Session>, RpcError> {
         let id = params
             .get("sessionId")
@@ -307,6 +404,9 @@ impl Agent {
             .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
             .filter_map(|b| b.get("text").and_then(Value::as_str))
             .collect();
+        if let Some(store) = self.store() {
+            store.record_prompt(&session.id, &text);
+        }
         // Reset here, not on the prompt thread, so a cancel sent right after
         // the prompt is never lost.
         session.cancel.reset();

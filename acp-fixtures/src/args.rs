@@ -109,6 +109,8 @@ pub struct Config {
     /// Where a successful `authenticate` is remembered across processes (like real agents'
     /// credential files); implies `auth_required` until the file exists.
     pub auth_file: Option<String>,
+    /// Where sessions are kept across processes (`--store DIR`).
+    pub store: Option<String>,
     /// Whether `initialize` answers with an error.
     pub fail_initialize: bool,
     /// Exit with this code before reading anything.
@@ -149,6 +151,7 @@ usage: acp-fixture-agent [options]
   --auth-required             session/new needs authenticate(login) first
   --auth-file PATH            like --auth-required, but a successful login creates PATH
                               and every process finding PATH is authenticated
+  --store DIR                 keep sessions in DIR (list, load, resume, delete across processes)
   --fail-initialize           initialize answers an error
   --exit-on-start CODE        exit with CODE before reading anything
   --delay-ms N                delay initialize and session/new answers
@@ -171,6 +174,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
     let mut caps = default_caps();
     let mut auth_required = false;
     let mut auth_file = None;
+    let mut store = None;
     let mut fail_initialize = false;
     let mut exit_on_start = None;
     let mut delay = Duration::ZERO;
@@ -229,6 +233,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
                 }
             }
             "--auth-required" => auth_required = true,
+            "--store" => store = Some(value("a directory")?),
             "--auth-file" => {
                 auth_required = true;
                 auth_file = Some(value("a file path")?);
@@ -284,6 +289,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         caps,
         auth_required,
         auth_file,
+        store,
         fail_initialize,
         exit_on_start,
         delay,

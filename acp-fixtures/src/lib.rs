@@ -18,6 +18,7 @@ mod output;
 mod prompt;
 mod rpc;
 mod session;
+mod store;
 
 use agent::Agent;
 use std::fs::{File, OpenOptions};

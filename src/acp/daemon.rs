@@ -233,6 +233,17 @@ pub async fn run(
     if config.cache_dir.is_none() {
         config.cache_dir = Some(super::endpoint::state_dir().join("acp-cache"));
     }
+    if config.sessions_file.is_none() {
+        let name = socket
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "acp".into());
+        config.sessions_file = Some(
+            super::endpoint::state_dir()
+                .join("acp-sessions")
+                .join(format!("{name}.json")),
+        );
+    }
     let server = Server::new(runtime.clone(), config);
     tracing::info!(socket = %guard.path().display(), container = %runtime.describe(), "serving");
     server.warm_up();

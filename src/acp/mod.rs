@@ -17,3 +17,4 @@ pub mod probe;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod sessions;

@@ -158,11 +158,13 @@ impl Catalog {
                 .any(|c| c.pointer(path).is_some_and(|v| !v.is_null()))
         };
         let mut session = serde_json::Map::new();
-        if has("/sessionCapabilities/additionalDirectories") {
-            session.insert("additionalDirectories".into(), json!({}));
+        for capability in ["additionalDirectories", "list", "resume", "close", "delete"] {
+            if has(&format!("/sessionCapabilities/{capability}")) {
+                session.insert(capability.into(), json!({}));
+            }
         }
         json!({
-            "loadSession": false,
+            "loadSession": any("/loadSession"),
             "promptCapabilities": {
                 "image": any("/promptCapabilities/image"),
                 "audio": any("/promptCapabilities/audio"),

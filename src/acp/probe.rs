@@ -168,11 +168,29 @@ async fn handshake(
     let closable = initialize
         .pointer("/agentCapabilities/sessionCapabilities/close")
         .is_some_and(|c| !c.is_null());
+    let deletable = initialize
+        .pointer("/agentCapabilities/sessionCapabilities/delete")
+        .is_some_and(|c| !c.is_null());
+    let params = json!({"sessionId": session_id});
     if closable {
-        let params = json!({"sessionId": session_id});
         if let Err(e) = request(&mut process.stdin, &mut reader, 2, "session/close", &params).await
         {
             tracing::debug!(agent = %agent, "closing the probe session failed: {e}");
+        }
+    }
+    // Closed sessions stay in an agent's history; where it can, the probe's is deleted too, so
+    // it never shows up in `session/list`.
+    if deletable {
+        if let Err(e) = request(
+            &mut process.stdin,
+            &mut reader,
+            3,
+            "session/delete",
+            &params,
+        )
+        .await
+        {
+            tracing::debug!(agent = %agent, "deleting the probe session failed: {e}");
         }
     }
     Ok(AgentProbe {

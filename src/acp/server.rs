@@ -68,6 +68,8 @@ pub struct ProxyConfig {
     pub host_terminal: bool,
     /// Users besides the daemon's own that may connect (`TEROK_ACP_ALLOW_UIDS`).
     pub allowed_uids: Vec<u32>,
+    /// Where the proxy's session map is kept, if anywhere.
+    pub sessions_file: Option<PathBuf>,
 }
 
 impl ProxyConfig {
@@ -89,6 +91,7 @@ impl Default for ProxyConfig {
             extra_paths: Vec::new(),
             host_terminal: false,
             allowed_uids: Vec::new(),
+            sessions_file: None,
         }
     }
 }
@@ -145,6 +148,8 @@ pub struct Server {
     pub config: ProxyConfig,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+    /// Proxy session ids and the agent sessions behind them, across restarts.
+    pub sessions: super::sessions::SessionStore,
     next_connection: AtomicU64,
     bound: Mutex<BoundSessions>,
 }
@@ -158,12 +163,14 @@ struct BoundSessions {
 
 impl Server {
     pub fn new(runtime: Arc<dyn Runtime>, config: ProxyConfig) -> Arc<Server> {
+        let sessions = super::sessions::SessionStore::open(config.sessions_file.clone());
         Arc::new(Server {
             runtime,
             cache: ProbeCache::new(),
             config,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            sessions,
             next_connection: AtomicU64::new(1),
             bound: Mutex::new(BoundSessions::default()),
         })

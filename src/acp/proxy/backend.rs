@@ -74,6 +74,10 @@ pub(super) enum Pending {
     Authenticate { client_id: Bytes },
     /// A request whose answer nobody needs (closing an old session).
     Ignore,
+    /// A client's `session/delete`, routed to the owning agent.
+    Deleted { client_id: Bytes, session: String },
+    /// One agent's part of an aggregated `session/list`.
+    ListPart { list: u64 },
 }
 
 /// A backend session id and the proxy session it stands for.
@@ -95,8 +99,8 @@ pub(super) struct Backend {
     pub routes: HashMap<String, SessionRoute>,
     /// Sessions waiting for this backend to finish `initialize`.
     pub waiting: Vec<Arc<str>>,
-    /// `authenticate` requests (client id, bare method id) waiting for `initialize`.
-    pub waiting_auth: Vec<(Bytes, String)>,
+    /// Requests (method, params, why) waiting for `initialize` to finish.
+    pub waiting_requests: Vec<(&'static str, Value, Pending)>,
     /// The agent's answer to the replayed `initialize`.
     pub init_result: Value,
     /// Agent sessions a switch moved away from: their late frames are dropped.
@@ -116,7 +120,7 @@ impl Backend {
             pending: HashMap::new(),
             routes: HashMap::new(),
             waiting: Vec::new(),
-            waiting_auth: Vec::new(),
+            waiting_requests: Vec::new(),
             init_result: Value::Null,
             retired: Default::default(),
         }
@@ -144,6 +148,15 @@ impl Backend {
         self.next_id += 1;
         self.pending.insert(id, pending);
         id
+    }
+
+    /// Sends a request the proxy itself originates now, or once the agent is initialized.
+    pub fn request_when_ready(&mut self, method: &'static str, params: Value, pending: Pending) {
+        if self.is_ready() {
+            self.request(method, &params, pending);
+        } else {
+            self.waiting_requests.push((method, params, pending));
+        }
     }
 
     /// Sends a request the proxy itself originates.
@@ -422,6 +435,21 @@ impl Connection {
                 frame.write_spliced(&mut [(span, &client_id[..])], &mut self.client_buf);
             }
             Pending::Ignore => {}
+            Pending::Deleted { client_id, session } => {
+                if !frame.contains(b"\"error\"") {
+                    self.server.sessions.remove(&session);
+                }
+                let Some(span) = frame.id_span() else { return };
+                frame.write_spliced(&mut [(span, &client_id[..])], &mut self.client_buf);
+            }
+            Pending::ListPart { list } => {
+                let agent = backend.agent.clone();
+                let result = frame
+                    .to_value()
+                    .ok()
+                    .and_then(|mut v| v.get_mut("result").map(Value::take));
+                self.list_part(list, result, &agent);
+            }
             Pending::NewSession { session } => self.on_backend_session(slot, &session, frame),
             Pending::SelectModel {
                 session,
@@ -700,16 +728,23 @@ impl Connection {
         }
         backend.terminate();
         self.agent_requests.retain(|_, r| r.slot != slot);
-        for (client_id, _) in std::mem::take(&mut backend.waiting_auth) {
-            self.reply_error(Some(&client_id), &error);
-        }
-        for (_, pending) in backend.pending.drain() {
+        let waiting: Vec<Pending> = std::mem::take(&mut backend.waiting_requests)
+            .into_iter()
+            .map(|(_, _, p)| p)
+            .collect();
+        for pending in waiting
+            .into_iter()
+            .chain(backend.pending.drain().map(|(_, p)| p))
+        {
             match pending {
                 Pending::Client { client_id, .. } => self.reply_error(Some(&client_id), &error),
                 Pending::NewSession { session } | Pending::SelectModel { session, .. } => {
                     self.bind_failed(&session, error.clone())
                 }
-                Pending::Authenticate { client_id } => self.reply_error(Some(&client_id), &error),
+                Pending::Authenticate { client_id } | Pending::Deleted { client_id, .. } => {
+                    self.reply_error(Some(&client_id), &error)
+                }
+                Pending::ListPart { list } => self.list_part(list, None, &backend.agent),
                 Pending::Initialize | Pending::Ignore => {}
             }
         }

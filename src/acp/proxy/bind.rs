@@ -120,12 +120,8 @@ impl Connection {
         backend.state = BackendState::Ready;
         backend.init_result = value.get("result").cloned().unwrap_or(Value::Null);
         tracing::debug!(agent = %backend.agent, "agent initialized");
-        for (client_id, method) in std::mem::take(&mut backend.waiting_auth) {
-            backend.request(
-                "authenticate",
-                &json!({"methodId": method}),
-                Pending::Authenticate { client_id },
-            );
+        for (method, params, pending) in std::mem::take(&mut backend.waiting_requests) {
+            backend.request(method, &params, pending);
         }
         for sid in std::mem::take(&mut backend.waiting) {
             self.open_backend_session(slot, &sid);
@@ -138,16 +134,33 @@ impl Connection {
             return;
         };
         let mut params = session.new_params.clone();
+        let method = session
+            .reattach
+            .as_ref()
+            .map(|(m, _)| *m)
+            .unwrap_or("session/new");
         if let Some(paths) = &session.paths {
-            for warning in paths.rewrite_client_to_agent("session/new", &mut params) {
+            for warning in paths.rewrite_client_to_agent(method, &mut params) {
                 tracing::warn!(session = %sid, "{warning}");
             }
         }
+        let (reattach, literal) = (session.reattach.clone(), session.literal.clone());
         let Some(backend) = self.backends.get_mut(&slot) else {
             return;
         };
+        if let Some((_, backend_sid)) = reattach {
+            // A load replays the conversation before it answers: the route must exist first.
+            params["sessionId"] = json!(backend_sid);
+            backend.routes.insert(
+                backend_sid,
+                SessionRoute {
+                    proxy: sid.clone(),
+                    literal,
+                },
+            );
+        }
         backend.request(
-            "session/new",
+            method,
             &params,
             Pending::NewSession {
                 session: sid.clone(),
@@ -161,10 +174,16 @@ impl Connection {
             return self.bind_failed(sid, error);
         }
         let result = value.get("result").cloned().unwrap_or(Value::Null);
+        // A reopened session keeps the agent's id (load and resume answer without one).
+        let reattached = self
+            .sessions
+            .get(sid)
+            .and_then(|s| s.reattach.as_ref().map(|(_, b)| b.clone()));
         let Some(backend_sid) = result
             .get("sessionId")
             .and_then(Value::as_str)
             .map(str::to_owned)
+            .or(reattached)
         else {
             return self.bind_failed(
                 sid,
@@ -312,6 +331,24 @@ impl Connection {
         if let Some(previous) = switched_from {
             self.retire(sid, previous, &agent, model);
         }
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        session.reattach = None;
+        // Remember which agent session stands behind this id, for reattaching later.
+        if let SessionState::Bound(link) = &session.state {
+            let record = crate::acp::sessions::SessionRecord {
+                agent: link.agent.clone(),
+                backend_sid: link.backend_sid.clone(),
+                model: session.model.clone(),
+                cwd: session
+                    .new_params
+                    .get("cwd")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            };
+            self.server.sessions.put(sid, record);
+        }
         let Some(session) = self.sessions.get(sid) else {
             return;
         };
@@ -319,6 +356,10 @@ impl Connection {
         match reply {
             Reply::ConfigOptions(id) => self.reply_result(&id, &json!({"configOptions": options})),
             Reply::Empty(id) => self.reply_result(&id, &json!({})),
+            Reply::Reattached(id) => {
+                let legacy = session.catalog.legacy_models(&session.model);
+                self.reply_result(&id, &json!({"configOptions": options, "models": legacy}));
+            }
             Reply::Notify => {
                 let params = json!({"sessionId": &**sid, "update": {"sessionUpdate": "config_option_update", "configOptions": options}});
                 self.notify_client("session/update", &params);
@@ -334,6 +375,18 @@ impl Connection {
         let Some(session) = self.sessions.get_mut(sid) else {
             return;
         };
+        if let Some((_, backend_sid)) = session.reattach.take() {
+            // A session that could not be reopened does not exist on this connection.
+            if let SessionState::Binding { slot, reply, .. } = &session.state {
+                if let Some(backend) = self.backends.get_mut(slot) {
+                    backend.routes.remove(&backend_sid);
+                }
+                let id = reply.client_id().cloned();
+                self.sessions.remove(sid);
+                self.reply_error(id.as_deref(), &error);
+            }
+            return;
+        }
         let mut state = std::mem::replace(&mut session.state, SessionState::Unbound);
         if let SessionState::Bound(link)
         | SessionState::Binding {

@@ -70,6 +70,11 @@ impl Connection {
             (Some(Method::SessionSetModel), true) => self.on_set_model(frame),
             (Some(Method::CancelRequest), false) => self.on_cancel_request(frame),
             (Some(Method::Authenticate), true) => self.on_authenticate(frame),
+            (Some(Method::SessionLoad), true) => self.on_reattach(frame, "session/load"),
+            (Some(Method::SessionResume), true) => self.on_reattach(frame, "session/resume"),
+            (Some(Method::SessionList), true) => self.on_list(frame),
+            (Some(Method::SessionClose), true) => self.on_close(frame),
+            (Some(Method::SessionDelete), true) => self.on_delete(frame),
             _ => self.route(frame),
         }
     }
@@ -168,15 +173,11 @@ impl Connection {
         let Some(backend) = self.backends.get_mut(&slot) else {
             return;
         };
-        if backend.is_ready() {
-            backend.request(
-                "authenticate",
-                &json!({"methodId": bare}),
-                super::backend::Pending::Authenticate { client_id: id },
-            );
-        } else {
-            backend.waiting_auth.push((id, bare));
-        }
+        backend.request_when_ready(
+            "authenticate",
+            json!({"methodId": bare}),
+            super::backend::Pending::Authenticate { client_id: id },
+        );
     }
 
     /// Refuses content the bound agent said it cannot take, instead of forwarding it.

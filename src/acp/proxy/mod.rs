@@ -14,6 +14,7 @@
 mod backend;
 mod bind;
 mod client;
+mod routing;
 mod session;
 
 use std::collections::HashMap;
@@ -93,6 +94,9 @@ struct Connection {
     catalog: Option<Arc<Catalog>>,
     /// The client has closed its sending side.
     client_eof: bool,
+    /// Aggregated `session/list` requests waiting for their agents.
+    lists: HashMap<u64, routing::ListAggregate>,
+    next_list: u64,
 }
 
 /// Answers an agent's question to the client as cancelled.
@@ -153,6 +157,8 @@ async fn run(server: Arc<Server>, stream: UnixStream, id: u64) {
         next_bind_attempt: 0,
         catalog: None,
         client_eof: false,
+        lists: HashMap::new(),
+        next_list: 0,
     };
     let mut changes = server.cache.subscribe();
     let mut reader = LineReader::new(read, server.config.max_frame);

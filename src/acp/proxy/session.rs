@@ -24,6 +24,8 @@ pub enum Reply {
     ConfigOptions(Bytes),
     /// Legacy `session/set_model`: an empty object.
     Empty(Bytes),
+    /// `session/load` or `session/resume`: the complete option list and the legacy block.
+    Reattached(Bytes),
     /// A lazy bind: nobody asked, so the client is told through `config_option_update`.
     Notify,
 }
@@ -31,7 +33,7 @@ pub enum Reply {
 impl Reply {
     pub fn client_id(&self) -> Option<&Bytes> {
         match self {
-            Reply::ConfigOptions(id) | Reply::Empty(id) => Some(id),
+            Reply::ConfigOptions(id) | Reply::Empty(id) | Reply::Reattached(id) => Some(id),
             Reply::Notify => None,
         }
     }
@@ -87,11 +89,19 @@ pub struct Session {
     pub state: SessionState,
     /// Host ↔ container paths, when the agents live in a container.
     pub paths: Option<Arc<crate::acp::paths::PathMap>>,
+    /// For a session reopened by id: the method (`session/load` or `session/resume`) and the
+    /// agent's session id to reopen, instead of opening a new agent session.
+    pub reattach: Option<(&'static str, String)>,
 }
 
 impl Session {
     pub fn new(new_params: Value, catalog: Arc<Catalog>, model: String) -> Session {
-        let id: Arc<str> = format!("terok-{}", uuid::Uuid::new_v4().simple()).into();
+        let id = format!("terok-{}", uuid::Uuid::new_v4().simple());
+        Session::with_id(&id, new_params, catalog, model)
+    }
+
+    pub fn with_id(id: &str, new_params: Value, catalog: Arc<Catalog>, model: String) -> Session {
+        let id: Arc<str> = id.into();
         Session {
             literal: Bytes::from(json_string_literal(&id)),
             id,
@@ -100,6 +110,7 @@ impl Session {
             model,
             state: SessionState::Unbound,
             paths: None,
+            reattach: None,
         }
     }
 

@@ -270,12 +270,17 @@ mod tests {
         write_script(
             dir.path(),
             "terok-stubborn-acp",
-            "trap '' TERM; while :; do sleep 0.05; done",
+            // An ignored SIGTERM survives exec; `ready` says the trap is in place.
+            "trap '' TERM; echo ready; exec sleep 30",
             0o755,
         );
         let rt = LocalRuntime::new(dir.path()).unwrap();
         let mut proc = rt
             .spawn(&AgentName::new("stubborn").unwrap())
+            .await
+            .unwrap();
+        let mut ready = [0u8; 6];
+        tokio::io::AsyncReadExt::read_exact(&mut proc.stdout, &mut ready)
             .await
             .unwrap();
         proc.control.terminate();

@@ -1,0 +1,141 @@
+//! The daemon's record of which agent session stands behind each proxy session id.
+//!
+//! A proxy session id maps to (agent, the agent's own session id, the model picked, the
+//! session's `cwd`). The map is written atomically (mode 0600) to a file per endpoint whenever
+//! it changes, so after a daemon restart an editor can `session/load` or `session/resume` a
+//! conversation by the id it knows, and `session/list` shows the same ids as before.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::runtime::AgentName;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub agent: AgentName,
+    pub backend_sid: String,
+    /// The last pick, `agent:model`.
+    pub model: String,
+    pub cwd: Option<String>,
+}
+
+#[derive(Default)]
+pub struct SessionStore {
+    path: Option<PathBuf>,
+    records: Mutex<HashMap<String, SessionRecord>>,
+}
+
+impl SessionStore {
+    /// A store kept in `path` (loaded now if it exists), or only in memory.
+    pub fn open(path: Option<PathBuf>) -> SessionStore {
+        let records = path
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|text| match serde_json::from_str(&text) {
+                Ok(records) => Some(records),
+                Err(e) => {
+                    tracing::warn!("ignoring an unreadable session map: {e}");
+                    None
+                }
+            })
+            .unwrap_or_default();
+        SessionStore {
+            path,
+            records: Mutex::new(records),
+        }
+    }
+
+    pub fn get(&self, sid: &str) -> Option<SessionRecord> {
+        self.records.lock().ok()?.get(sid).cloned()
+    }
+
+    /// The proxy id of an agent's session, if one was handed out.
+    pub fn find(&self, agent: &AgentName, backend_sid: &str) -> Option<String> {
+        let records = self.records.lock().ok()?;
+        records
+            .iter()
+            .find(|(_, r)| r.agent == *agent && r.backend_sid == backend_sid)
+            .map(|(sid, _)| sid.clone())
+    }
+
+    pub fn put(&self, sid: &str, record: SessionRecord) {
+        let Ok(mut records) = self.records.lock() else {
+            return;
+        };
+        if records.get(sid) == Some(&record) {
+            return;
+        }
+        records.insert(sid.to_owned(), record);
+        self.save(&records);
+    }
+
+    pub fn remove(&self, sid: &str) {
+        let Ok(mut records) = self.records.lock() else {
+            return;
+        };
+        if records.remove(sid).is_some() {
+            self.save(&records);
+        }
+    }
+
+    fn save(&self, records: &HashMap<String, SessionRecord>) {
+        let Some(path) = &self.path else { return };
+        if let Some(dir) = path.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
+        }
+        let Ok(json) = serde_json::to_vec_pretty(records) else {
+            return;
+        };
+        if let Err(e) = crate::fsutil::write_atomic(path, &json, 0o600) {
+            tracing::warn!(path = %path.display(), "cannot save the session map: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(agent: &str, sid: &str) -> SessionRecord {
+        SessionRecord {
+            agent: AgentName::new(agent).unwrap(),
+            backend_sid: sid.into(),
+            model: format!("{agent}:m"),
+            cwd: Some("/w".into()),
+        }
+    }
+
+    #[test]
+    fn survives_a_reopen_and_finds_by_agent_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions").join("c.json");
+        let store = SessionStore::open(Some(path.clone()));
+        store.put("terok-1", record("claude", "b-1"));
+        store.put("terok-2", record("codex", "b-1"));
+        let reopened = SessionStore::open(Some(path.clone()));
+        assert_eq!(reopened.get("terok-1"), Some(record("claude", "b-1")));
+        assert_eq!(
+            reopened
+                .find(&AgentName::new("codex").unwrap(), "b-1")
+                .as_deref(),
+            Some("terok-2")
+        );
+        reopened.remove("terok-1");
+        assert_eq!(SessionStore::open(Some(path)).get("terok-1"), None);
+    }
+
+    #[test]
+    fn a_corrupt_file_starts_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        std::fs::write(&path, "{not json").unwrap();
+        assert_eq!(SessionStore::open(Some(path)).get("x"), None);
+    }
+}

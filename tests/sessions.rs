@@ -1,0 +1,278 @@
+//! Session routing by id: reopening after a daemon restart, listing across agents with
+//! pagination, resume, close and delete, and clear errors where an agent lacks a capability.
+
+mod common;
+
+use common::{current_model, Agents, Proxy};
+use serde_json::{json, Value};
+use terok_executor::acp::server::ProxyConfig;
+
+const CAPS: &str = r#"'{"loadSession":true,"sessionCapabilities":{"list":{},"resume":{},"close":{},"delete":{}}}'"#;
+
+fn agents() -> (Agents, tempfile::TempDir) {
+    let stores = tempfile::tempdir().unwrap();
+    let agents = Agents::new(&[]);
+    for name in ["claude", "codex"] {
+        let store = stores.path().join(name);
+        agents.add_fixture(
+            name,
+            &format!("--models m1,m2 --caps {CAPS} --store '{}'", store.display()),
+        );
+    }
+    // An agent that cannot reopen or list anything.
+    agents.add_fixture("plain", "--models p1");
+    (agents, stores)
+}
+
+fn config(state: &tempfile::TempDir) -> ProxyConfig {
+    ProxyConfig {
+        sessions_file: Some(state.path().join("sessions.json")),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_session_is_reopened_by_its_id_after_a_daemon_restart() {
+    let (agents, _stores) = agents();
+    let state = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_with(&agents, config(&state)).await;
+    let mut client = proxy.connect().await;
+    client.initialize().await;
+    let (sid, _) = client.new_session().await;
+    client.pick(&sid, "claude:m2").await;
+    client.prompt(&sid, "remember me").await;
+    drop(client);
+    proxy.stop().await;
+
+    let proxy = Proxy::start_with(&agents, config(&state)).await;
+    let mut client = proxy.connect().await;
+    let init = client.initialize().await;
+    assert_eq!(init["agentCapabilities"]["loadSession"], true);
+    for capability in ["list", "resume", "close", "delete"] {
+        assert!(
+            init["agentCapabilities"]["sessionCapabilities"][capability].is_object(),
+            "{capability}: {init}"
+        );
+    }
+    let id = client
+        .request(
+            "session/load",
+            json!({"sessionId": sid, "cwd": "/tmp", "mcpServers": []}),
+        )
+        .await;
+    // The history comes first, under the proxy's id.
+    let replay = client
+        .wait_for("the replayed history", |v| {
+            v["params"]["update"]["sessionUpdate"] == "user_message_chunk"
+        })
+        .await;
+    assert_eq!(replay["params"]["sessionId"], sid.as_str());
+    assert_eq!(replay["params"]["update"]["content"]["text"], "remember me");
+    assert!(
+        client.backlog.iter().all(|v| v["id"] != id),
+        "the replay precedes the answer"
+    );
+    let loaded = client.response(&id).await;
+    assert_eq!(
+        current_model(&loaded["result"]["configOptions"]),
+        "claude:m2",
+        "{loaded}"
+    );
+    let (chunks, _) = client.prompt(&sid, "again").await;
+    assert_eq!(chunks, ["claude/m2: again"]);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn list_spans_agents_and_pages_with_one_cursor() {
+    let (agents, _stores) = agents();
+    let state = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_with(&agents, config(&state)).await;
+    let mut client = proxy.connect().await;
+    client.initialize().await;
+    // Three claude sessions, one codex session.
+    let mut opened = Vec::new();
+    for model in ["claude:m1", "claude:m1", "claude:m2", "codex:m1"] {
+        let (sid, _) = client.new_session().await;
+        client.pick(&sid, model).await;
+        opened.push(sid);
+    }
+    let first = client.call("session/list", json!({})).await;
+    let cursor = first["nextCursor"]
+        .as_str()
+        .expect("claude has another page")
+        .to_owned();
+    let second = client.call("session/list", json!({"cursor": cursor})).await;
+    assert!(second.get("nextCursor").is_none(), "{second}");
+    let mut listed: Vec<String> = first["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["sessions"].as_array().unwrap())
+        .map(|s| s["sessionId"].as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    opened.sort();
+    assert_eq!(listed, opened, "every session, once, under the proxy's ids");
+    assert!(first["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["_meta"]["terok.agent"].is_string()));
+    let err = client
+        .call_err("session/list", json!({"cursor": "not-a-cursor"}))
+        .await;
+    assert_eq!(err["code"], -32602);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_the_proxy_never_saw_get_ids_that_reopen_them() {
+    let (agents, stores) = agents();
+    // A session the agent has from elsewhere.
+    std::fs::create_dir_all(stores.path().join("codex")).unwrap();
+    std::fs::write(
+        stores.path().join("codex").join("old-1"),
+        "/srv/old\nearlier work\n",
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_with(&agents, config(&state)).await;
+    let mut client = proxy.connect().await;
+    client.initialize().await;
+    let listed = client.call("session/list", json!({})).await;
+    let old = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["cwd"] == "/srv/old")
+        .expect("listed")
+        .clone();
+    let sid = old["sessionId"].as_str().unwrap();
+    assert!(sid.starts_with("terok-"), "{old}");
+    assert_eq!(old["title"], "earlier work");
+    let resumed = client
+        .call(
+            "session/resume",
+            json!({"sessionId": sid, "cwd": "/srv/old", "mcpServers": []}),
+        )
+        .await;
+    assert!(resumed["configOptions"].is_array());
+    let (chunks, _) = client.prompt(sid, "continue").await;
+    assert_eq!(chunks, ["codex/m1: continue"]);
+    assert!(
+        client
+            .backlog
+            .iter()
+            .all(|v| v["params"]["update"]["sessionUpdate"] != "user_message_chunk"),
+        "resume replays nothing"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn close_and_delete_reach_the_owning_agent() {
+    let (agents, stores) = agents();
+    let state = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_with(&agents, config(&state)).await;
+    let mut client = proxy.connect().await;
+    client.initialize().await;
+    let (sid, _) = client.new_session().await;
+    client.pick(&sid, "codex:m2").await;
+    client.prompt(&sid, "hello").await;
+    assert_eq!(
+        client
+            .call("session/close", json!({"sessionId": sid}))
+            .await,
+        json!({})
+    );
+    let agent_sid =
+        agents.received_method("codex", "session/prompt")[0]["params"]["sessionId"].clone();
+    assert!(agents
+        .received_method("codex", "session/close")
+        .iter()
+        .any(|v| v["params"]["sessionId"] == agent_sid));
+    let err = client
+        .call_err("session/prompt", json!({"sessionId": sid, "prompt": []}))
+        .await;
+    assert_eq!(
+        err["code"], -32002,
+        "a closed session is gone from the connection"
+    );
+    // Closed is not deleted: it can be loaded again, then deleted for good.
+    client
+        .call(
+            "session/load",
+            json!({"sessionId": sid, "cwd": "/tmp", "mcpServers": []}),
+        )
+        .await;
+    let files = || {
+        std::fs::read_dir(stores.path().join("codex"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(files(), 1);
+    assert_eq!(
+        client
+            .call("session/delete", json!({"sessionId": sid}))
+            .await,
+        json!({})
+    );
+    assert_eq!(files(), 0);
+    let err = client
+        .call_err(
+            "session/load",
+            json!({"sessionId": sid, "cwd": "/tmp", "mcpServers": []}),
+        )
+        .await;
+    assert_eq!(err["code"], -32002);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_without_the_capability_gets_a_clear_error() {
+    let (agents, _stores) = agents();
+    let state = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_with(&agents, config(&state)).await;
+    let mut client = proxy.connect().await;
+    client.initialize().await;
+    let (sid, _) = client.new_session().await;
+    client.pick(&sid, "plain:p1").await;
+    client.prompt(&sid, "x").await;
+    let err: Value = client
+        .call_err("session/close", json!({"sessionId": sid}))
+        .await;
+    assert_eq!(err["code"], -32601);
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("plain cannot close"),
+        "{err}"
+    );
+    // On another connection, loading it is refused by capability, not by a confused agent.
+    let mut other = proxy.connect().await;
+    other.initialize().await;
+    let err = other
+        .call_err(
+            "session/load",
+            json!({"sessionId": sid, "cwd": "/tmp", "mcpServers": []}),
+        )
+        .await;
+    assert_eq!(err["code"], -32601);
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("plain cannot load"),
+        "{err}"
+    );
+    let err = other
+        .call_err(
+            "session/load",
+            json!({"sessionId": "terok-nope", "cwd": "/tmp", "mcpServers": []}),
+        )
+        .await;
+    assert_eq!(err["code"], -32002);
+    proxy.stop().await;
+}
