@@ -270,7 +270,7 @@ mod tests {
         write_script(
             dir.path(),
             "terok-stubborn-acp",
-            "trap '' TERM; while :; do sleep 0.05; done",
+            "trap '' TERM; echo ready; while :; do sleep 0.05; done",
             0o755,
         );
         let rt = LocalRuntime::new(dir.path()).unwrap();
@@ -278,6 +278,9 @@ mod tests {
             .spawn(&AgentName::new("stubborn").unwrap())
             .await
             .unwrap();
+        // Terminating before the trap is set would end it by SIGTERM: wait until it is.
+        let mut ready = [0u8; 6];
+        proc.stdout.read_exact(&mut ready).await.unwrap();
         proc.control.terminate();
         let status = tokio::time::timeout(Duration::from_secs(5), proc.control.exited())
             .await
