@@ -287,7 +287,7 @@ impl Frame {
     /// The id when it is an unsigned integer: the form the proxy mints.
     pub fn id_u64(&self) -> Option<u64> {
         let span = self.id.clone()?;
-        std::str::from_utf8(&self.raw[span]).ok()?.parse().ok()
+        std::str::from_utf8(self.raw.get(span)?).ok()?.parse().ok()
     }
 
     pub fn session_id_span(&self) -> Option<Span> {
@@ -297,7 +297,7 @@ impl Frame {
     /// `params.sessionId` as a string, unescaped only when it has to be.
     pub fn session_id(&self) -> Option<Cow<'_, str>> {
         let span = self.session_id.clone()?;
-        json_str(&self.raw[span])
+        json_str(self.raw.get(span)?)
     }
 
     /// Whether the raw line contains `needle` anywhere: a cheap pre-filter before a full parse.
