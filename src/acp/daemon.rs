@@ -8,10 +8,12 @@
 
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -192,7 +194,16 @@ pub async fn serve(listener: UnixListener, server: Arc<Server>) {
             _ = server.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    server.tracker.spawn(serve_connection(server.clone(), stream));
+                    // A panic ends its own connection only: unwinding drops the connection's
+                    // state, which ends its backends, and the daemon logs it and serves on.
+                    let connection =
+                        AssertUnwindSafe(serve_connection(server.clone(), stream)).catch_unwind();
+                    server.tracker.spawn(async move {
+                        if let Err(panic) = connection.await {
+                            let message = panic_message(&*panic);
+                            tracing::error!("a connection task panicked: {message}");
+                        }
+                    });
                 }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
@@ -209,6 +220,15 @@ pub async fn serve(listener: UnixListener, server: Arc<Server>) {
     {
         tracing::warn!("some tasks did not finish within {SHUTDOWN_GRACE:?}");
     }
+}
+
+/// The message a panic was raised with, when it is text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a text message)")
 }
 
 /// Runs a daemon for `runtime` on `socket` until a signal or the container stops.

@@ -109,7 +109,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for ParamsView<'a> {
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut view = ParamsView::default();
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "sessionId" && view.session_id.is_none() {
+                    if key == "sessionId" {
+                        // A second `sessionId` would reach the peer unrewritten, and most
+                        // parsers keep the last one: refuse the frame instead.
+                        if view.session_id.is_some() {
+                            return Err(de::Error::duplicate_field("sessionId"));
+                        }
                         view.session_id = Some(map.next_value::<&'de RawValue>()?);
                     } else {
                         map.next_value::<IgnoredAny>()?;
@@ -161,6 +166,14 @@ fn is_valid_id(raw: &str) -> bool {
 impl Frame {
     /// Parses one line. Leading and trailing whitespace is allowed.
     pub fn parse(raw: Bytes) -> Result<Frame, FrameError> {
+        // JSON text is UTF-8, but serde checks only the strings it decodes, not those it skips:
+        // check the whole line once, so bytes that are not UTF-8 are never forwarded.
+        if let Err(e) = std::str::from_utf8(&raw) {
+            return Err(FrameError::Parse(format!(
+                "invalid UTF-8 at byte {}",
+                e.valid_up_to()
+            )));
+        }
         let first = raw.iter().find(|b| !b.is_ascii_whitespace()).copied();
         match first {
             None => return Err(FrameError::Parse("empty line".into())),
@@ -183,8 +196,9 @@ impl Frame {
         }
         let env: Envelope = match serde_json::from_slice(&raw) {
             Ok(env) => env,
-            Err(e) if e.is_data() => {
-                // Valid JSON of the wrong shape, e.g. a duplicated or mistyped field.
+            Err(e) if e.is_data() && serde_json::from_slice::<IgnoredAny>(&raw).is_ok() => {
+                // Valid JSON of the wrong shape, e.g. a duplicated or mistyped field. (A shape
+                // error can surface before a syntax error further on, hence the check.)
                 return Err(FrameError::Invalid {
                     reason: e.to_string(),
                     id: None,
@@ -273,7 +287,7 @@ impl Frame {
     /// The id when it is an unsigned integer: the form the proxy mints.
     pub fn id_u64(&self) -> Option<u64> {
         let span = self.id.clone()?;
-        std::str::from_utf8(&self.raw[span]).ok()?.parse().ok()
+        std::str::from_utf8(self.raw.get(span)?).ok()?.parse().ok()
     }
 
     pub fn session_id_span(&self) -> Option<Span> {
@@ -283,7 +297,7 @@ impl Frame {
     /// `params.sessionId` as a string, unescaped only when it has to be.
     pub fn session_id(&self) -> Option<Cow<'_, str>> {
         let span = self.session_id.clone()?;
-        json_str(&self.raw[span])
+        json_str(self.raw.get(span)?)
     }
 
     /// Whether the raw line contains `needle` anywhere: a cheap pre-filter before a full parse.
@@ -328,11 +342,13 @@ impl fmt::Debug for Frame {
     }
 }
 
-/// Reads a raw JSON string literal, borrowing when it has no escapes.
+/// Reads a raw JSON string literal, borrowing when it has no escapes. Anything that is not
+/// exactly one string literal is `None`.
 pub fn json_str(raw: &[u8]) -> Option<Cow<'_, str>> {
-    if raw.len() >= 2 && raw[0] == b'"' && raw[raw.len() - 1] == b'"' {
-        let inner = &raw[1..raw.len() - 1];
-        if !inner.contains(&b'\\') {
+    if let [b'"', inner @ .., b'"'] = raw {
+        // The fast path only takes what needs no decoding: no escape, no inner quote (which
+        // would end the literal early), no control character (which JSON forbids raw).
+        if !inner.iter().any(|&b| b == b'\\' || b == b'"' || b < 0x20) {
             return std::str::from_utf8(inner).ok().map(Cow::Borrowed);
         }
     }
@@ -431,9 +447,49 @@ mod tests {
     }
 
     #[test]
+    fn invalid_utf8_is_a_parse_error_even_where_nothing_is_decoded() {
+        // Found by fuzzing: bytes inside a skipped string were not checked.
+        let line = b"{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"params\":{\"t\":\"\xff\"}}";
+        let err = Frame::parse(Bytes::from_static(line)).unwrap_err();
+        assert_eq!(err.code(), -32700);
+        let err = Frame::parse(Bytes::from_static(b"[\"\xff\"]")).unwrap_err();
+        assert_eq!(err.code(), -32700);
+    }
+
+    #[test]
+    fn mistyped_field_before_a_syntax_error_is_a_parse_error() {
+        // A shape error seen first must not hide that the line is not JSON at all.
+        assert_eq!(
+            parse(r#"{"jsonrpc":"2.0","method":5,"#).unwrap_err().code(),
+            -32700
+        );
+        assert_eq!(
+            parse(r#"{"jsonrpc":"2.0","method":5}"#).unwrap_err().code(),
+            -32600
+        );
+    }
+
+    #[test]
+    fn duplicate_session_id_is_invalid() {
+        let err = parse(r#"{"jsonrpc":"2.0","id":1,"method":"session/prompt","params":{"sessionId":"a","sessionId":"b"}}"#)
+            .unwrap_err();
+        assert_eq!(err.code(), -32600);
+    }
+
+    #[test]
     fn escaped_session_id_is_unescaped() {
         let f = parse(r#"{"jsonrpc":"2.0","method":"n","params":{"sessionId":"a\"b"}}"#).unwrap();
         assert_eq!(f.session_id().unwrap(), "a\"b");
+    }
+
+    #[test]
+    fn json_str_refuses_what_is_not_one_string_literal() {
+        // Found by fuzzing: the fast path accepted an inner quote and raw control characters.
+        assert_eq!(json_str(br#""a"b""#), None);
+        assert_eq!(json_str(b"\"a\x01\""), None);
+        assert_eq!(json_str(b"\""), None);
+        assert_eq!(json_str(br#""plain""#).as_deref(), Some("plain"));
+        assert_eq!(json_str(br#""a\"b""#).as_deref(), Some("a\"b"));
     }
 
     #[test]

@@ -80,7 +80,10 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                     return None;
                 }
                 (None, None) => {
-                    if self.buf.len() > self.max {
+                    // A partial line still loses a trailing `\r` when its newline arrives, so
+                    // it is certainly overlong only past `max + 1` bytes; deciding earlier would
+                    // make the outcome depend on where the peer's writes were split.
+                    if self.buf.len() > self.max.saturating_add(1) {
                         self.skipping = Some(self.buf.len());
                         self.buf.clear();
                         self.scanned = 0;
@@ -199,6 +202,22 @@ mod tests {
         input.push(b'\n');
         let lines = all_lines(&input, 64).await;
         assert_eq!(lines, vec![Line::Frame(Bytes::from(vec![b'y'; 64]))]);
+    }
+
+    #[tokio::test]
+    async fn crlf_line_of_exactly_the_limit_passes_when_split_before_the_newline() {
+        // Found by fuzzing: `yyyy\r` arriving before its `\n` was taken for an overlong line.
+        let input = tokio::io::AsyncReadExt::chain(&b"yyyy\r"[..], &b"\nz\n"[..]);
+        let mut reader = LineReader::new(input, 4);
+        let mut lines = Vec::new();
+        while let Some(line) = reader
+            .next_line()
+            .await
+            .expect("reading memory cannot fail")
+        {
+            lines.push(line);
+        }
+        assert_eq!(lines, vec![frame("yyyy"), frame("z")]);
     }
 
     #[tokio::test]

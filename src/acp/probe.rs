@@ -78,7 +78,8 @@ pub fn probe_timeout_from_env() -> Duration {
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
+        // `from_secs_f64` panics on values too large for a `Duration` (e.g. `1e30`).
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .unwrap_or(DEFAULT_PROBE_TIMEOUT)
 }
 

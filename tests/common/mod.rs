@@ -17,7 +17,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use terok_executor::acp::daemon;
-use terok_executor::acp::runtime::LocalRuntime;
+use terok_executor::acp::runtime::{LocalRuntime, Runtime};
 use terok_executor::acp::server::{ProxyConfig, Server};
 
 /// How long one step may take.
@@ -141,12 +141,21 @@ impl Proxy {
         Proxy::start_with(agents, ProxyConfig::default()).await
     }
 
-    pub async fn start_with(agents: &Agents, mut config: ProxyConfig) -> Proxy {
+    pub async fn start_with(agents: &Agents, config: ProxyConfig) -> Proxy {
+        let runtime = Arc::new(LocalRuntime::new(agents.path()).unwrap());
+        Proxy::start_on(agents, runtime, config).await
+    }
+
+    /// The proxy serving `runtime` (e.g. one that wraps the local runtime of `agents`).
+    pub async fn start_on(
+        agents: &Agents,
+        runtime: Arc<dyn Runtime>,
+        mut config: ProxyConfig,
+    ) -> Proxy {
         let socket = agents.path().join("run").join("acp.sock");
         if config.bound_file.is_none() {
             config.bound_file = Some(daemon::sibling(&socket, "bound"));
         }
-        let runtime = Arc::new(LocalRuntime::new(agents.path()).unwrap());
         let server = Server::new(runtime, config);
         let (listener, guard) = daemon::claim_socket(&socket)
             .await
@@ -208,8 +217,22 @@ impl Client {
     }
 
     pub async fn send_raw(&mut self, line: &str) {
-        self.writer.write_all(line.as_bytes()).await.unwrap();
+        self.send_bytes(line.as_bytes()).await;
+    }
+
+    /// Sends `line` and a newline, whatever the bytes (they need not be UTF-8).
+    pub async fn send_bytes(&mut self, line: &[u8]) {
+        self.writer.write_all(line).await.unwrap();
         self.writer.write_all(b"\n").await.unwrap();
+    }
+
+    /// Waits until the proxy closes the connection, ignoring what it still sends.
+    pub async fn expect_closed(&mut self) {
+        tokio::time::timeout(STEP, async {
+            while self.incoming.recv().await.is_some() {}
+        })
+        .await
+        .expect("timed out waiting for the proxy to close the connection");
     }
 
     pub async fn send(&mut self, value: &Value) {
