@@ -294,3 +294,48 @@ async fn peers_of_another_user_are_refused_unless_allowed() {
     sigterm(&daemon);
     assert!(wait_exit(&mut daemon).await.success());
 }
+
+/// Runs a daemon with `TEROK_ACP_DEBUG=<debug>`, prompts a secret through it, returns its log.
+async fn log_of_a_secret_prompt(debug: &str) -> String {
+    let agents = Agents::new(&[("claude", "--models opus")]);
+    let socket = agents.path().join("debug.sock");
+    let log = agents.path().join("daemon.log");
+    let mut daemon = Command::new(BIN)
+        .env("TEROK_STATE_DIR", agents.path().join("state"))
+        .env("TEROK_ACP_DEBUG", debug)
+        .env_remove("RUST_LOG")
+        .args(["acp", "--runtime", "local"])
+        .arg(agents.path())
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_live(&socket).await;
+    let mut client = Client::connect(&socket).await;
+    let (sid, _) = client.new_session().await;
+    let (chunks, _) = client.prompt(&sid, "the password is hunter2-secret").await;
+    assert_eq!(chunks.len(), 1);
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon).await.success());
+    std::fs::read_to_string(&log).unwrap()
+}
+
+#[tokio::test]
+async fn frame_summaries_never_log_prompt_text_unless_asked() {
+    let summary = log_of_a_secret_prompt("1").await;
+    assert!(
+        summary.contains("session/prompt"),
+        "summaries are on: {summary}"
+    );
+    assert!(
+        !summary.contains("hunter2"),
+        "a summary leaked the prompt: {summary}"
+    );
+    let full = log_of_a_secret_prompt("full").await;
+    assert!(
+        full.contains("hunter2-secret"),
+        "full frames were asked for"
+    );
+}

@@ -228,8 +228,27 @@ async fn daemon_serves_a_container_and_exits_when_it_stops() {
         || !container.processes().contains("acp-fixture-agent"),
     );
 
+    // A prompt in flight when the container stops gets an error that says so.
+    let mut waiting = Client::connect(&socket).await;
+    let (sid, _) = waiting.new_session().await;
+    waiting.pick(&sid, "claude:opus").await;
+    let hanging = waiting
+        .request(
+            "session/prompt",
+            json!({"sessionId": sid, "prompt": [{"type": "text", "text": "hang"}]}),
+        )
+        .await;
     let stopped = Instant::now();
     env.podman(&["stop", "-t", "1", &container.name]);
+    let answer = waiting.response(&hanging).await;
+    assert_eq!(answer["error"]["code"], -32603, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stopped"),
+        "{answer}"
+    );
     wait_until("the daemon to exit", Duration::from_secs(20), || {
         daemon.try_wait().unwrap().is_some()
     });

@@ -268,14 +268,13 @@ pub async fn run(
     tracing::info!(socket = %guard.path().display(), container = %runtime.describe(), "serving");
     server.warm_up();
 
-    let shutdown = server.shutdown.clone();
-    let watched = runtime.clone();
+    let (watcher, watched) = (server.clone(), runtime.clone());
     tokio::spawn(async move {
         tokio::select! {
-            _ = shutdown.cancelled() => {}
+            _ = watcher.shutdown.cancelled() => {}
             _ = watched.stopped() => {
                 tracing::info!(container = %watched.describe(), "container stopped; shutting down");
-                shutdown.cancel();
+                watcher.stop(format!("container {} stopped", watched.describe()));
             }
         }
     });

@@ -149,6 +149,8 @@ pub struct Server {
     pub config: ProxyConfig,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+    /// Why the daemon is stopping, told to clients whose requests are still open.
+    pub stop_reason: Mutex<String>,
     /// Proxy session ids and the agent sessions behind them, across restarts.
     pub sessions: super::sessions::SessionStore,
     next_connection: AtomicU64,
@@ -171,10 +173,19 @@ impl Server {
             config,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            stop_reason: Mutex::new("the ACP daemon is shutting down".into()),
             sessions,
             next_connection: AtomicU64::new(1),
             bound: Mutex::new(BoundSessions::default()),
         })
+    }
+
+    /// Stops the daemon, telling clients why.
+    pub fn stop(&self, reason: impl Into<String>) {
+        if let Ok(mut slot) = self.stop_reason.lock() {
+            *slot = reason.into();
+        }
+        self.shutdown.cancel();
     }
 
     pub fn next_connection_id(&self) -> u64 {

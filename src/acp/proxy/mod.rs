@@ -166,7 +166,11 @@ async fn run(server: Arc<Server>, stream: UnixStream, id: u64) {
     loop {
         tokio::select! {
             biased;
-            _ = server.shutdown.cancelled() => break,
+            _ = server.shutdown.cancelled() => {
+                conn.fail_open_requests();
+                conn.flush();
+                break;
+            }
             Some(event) = events.recv() => conn.on_event(event),
             Ok(()) = changes.changed() => conn.refresh_catalog(),
             read = reader.fill(), if !client_eof => {
@@ -284,6 +288,43 @@ impl Connection {
             if let Some(backend) = self.backends.get_mut(&request.slot) {
                 cancel_agent_request(&mut backend.buf, &request.method, &request.backend_id);
             }
+        }
+    }
+
+    /// The daemon is stopping: every request of the client still open gets an error that says
+    /// why, instead of a connection that just closes.
+    fn fail_open_requests(&mut self) {
+        let reason = self
+            .server
+            .stop_reason
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let error = RpcError::new(message::INTERNAL_ERROR, reason);
+        let mut open: Vec<Bytes> = Vec::new();
+        for backend in self.backends.values_mut() {
+            for (_, pending) in backend.pending.drain() {
+                match pending {
+                    backend::Pending::Client { client_id, .. }
+                    | backend::Pending::Authenticate { client_id }
+                    | backend::Pending::Deleted { client_id, .. } => open.push(client_id),
+                    _ => {}
+                }
+            }
+        }
+        for session in self.sessions.values_mut() {
+            if let session::SessionState::Binding { reply, queue, .. } = &mut session.state {
+                open.extend(reply.client_id().cloned());
+                open.extend(
+                    queue
+                        .iter()
+                        .filter(|f| f.kind() == super::frame::FrameKind::Request)
+                        .filter_map(|f| f.id_raw()),
+                );
+            }
+        }
+        for id in open {
+            self.reply_error(Some(&id), &error);
         }
     }
 
