@@ -112,13 +112,24 @@ impl Connection {
         self.client_init = Some(params);
         // The answer merges what the agents can do, so it waits for their probes (instant once
         // the cache is warm).
+        self.after_catalog(move |outcome| Event::InitializeReady {
+            client_id: id,
+            outcome,
+        });
+    }
+
+    /// Fetches the catalog off the connection task (it may have to wait for probes) and hands
+    /// the outcome back as the event `make` builds; the request counts as open until then.
+    fn after_catalog(
+        &mut self,
+        make: impl FnOnce(Result<Catalog, crate::acp::server::CatalogError>) -> Event + Send + 'static,
+    ) {
         self.deferred += 1;
-        let server = self.server.clone();
-        let events = self.events.clone();
+        let (server, events) = (self.server.clone(), self.events.clone());
         self.server.tracker.spawn(async move {
             tokio::select! {
                 outcome = server.catalog() => {
-                    let _ = events.send(Event::InitializeReady { client_id: id, outcome }).await;
+                    let _ = events.send(make(outcome)).await;
                 }
                 _ = events.closed() => {}
             }
@@ -232,17 +243,10 @@ impl Connection {
             );
         }
         // The catalog may need probes; wait for it off the connection task.
-        self.deferred += 1;
-        let server = self.server.clone();
-        let events = self.events.clone();
-        self.server.tracker.spawn(async move {
-            tokio::select! {
-                outcome = server.catalog() => {
-                    let outcome = outcome.map_err(|e| e.to_rpc());
-                    let _ = events.send(Event::SessionReady { client_id: id, params, outcome }).await;
-                }
-                _ = events.closed() => {}
-            }
+        self.after_catalog(move |outcome| Event::SessionReady {
+            client_id: id,
+            params,
+            outcome: outcome.map_err(|e| e.to_rpc()),
         });
     }
 

@@ -7,8 +7,6 @@
 //! unique. The file is written atomically (temporary file, fsync, rename) with
 //! mode 0600 and ends with a newline.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -92,33 +90,14 @@ pub fn write_routes(roster: &Roster, path: &Path) -> Result<(), RoutesError> {
     })
 }
 
-/// Writes `data` to a 0600 temporary file next to `path`, syncs it and renames it into place.
+/// Writes `data` with mode 0600, atomically, creating the directory first.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(
-        ".{name}.{}.{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::fsutil::write_atomic(path, data, 0o600)
 }
 
 #[cfg(test)]
