@@ -180,7 +180,10 @@ async fn run_list(runtime: RuntimeKind, json: bool) -> anyhow::Result<ExitCode> 
 
 /// The endpoint name and daemon argument for a container: Podman containers by name, local
 /// directories by their base name.
-fn endpoint_for(runtime: RuntimeKind, container: &str) -> anyhow::Result<(Endpoint, String)> {
+pub(crate) fn endpoint_for(
+    runtime: RuntimeKind,
+    container: &str,
+) -> anyhow::Result<(Endpoint, String)> {
     match runtime {
         RuntimeKind::Podman => Ok((Endpoint::named(container)?, container.to_owned())),
         RuntimeKind::Local => {

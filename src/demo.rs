@@ -69,36 +69,46 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let agents_dir = dir.path().join("container");
     std::fs::create_dir(&agents_dir)?;
     write_fixture_wrappers(&agents_dir, AGENTS)?;
-    let socket = args
-        .socket
-        .clone()
-        .unwrap_or_else(|| dir.path().join("acp").join("demo.sock"));
     let runtime = Arc::new(LocalRuntime::new(&agents_dir)?);
 
     if args.serve {
-        println!(
-            "Serving two fixture agents (claude, codex) from {}",
-            agents_dir.display()
-        );
+        // Served at the directory's endpoint, so `acp connect --runtime local <dir>` finds it.
+        let socket = match &args.socket {
+            Some(socket) => socket.clone(),
+            None => {
+                crate::cli::endpoint_for(
+                    crate::cli::RuntimeKind::Local,
+                    &agents_dir.to_string_lossy(),
+                )?
+                .0
+                .socket
+            }
+        };
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "terok-executor".into());
+        let dir = agents_dir.display();
+        println!("Serving two fixture agents (claude, codex) from {dir}");
         println!("ACP endpoint: {}", socket.display());
         println!();
         println!("Connect an editor with:");
-        println!(
-            "  terok-executor acp connect --socket {}   (or: socat - UNIX-CONNECT:{})",
-            socket.display(),
-            socket.display()
-        );
+        println!("  {exe} acp connect --runtime local {dir}");
         println!("Zed settings.json:");
         println!(
-            "  \"agent_servers\": {{\"terok demo\": {{\"type\": \"custom\", \"command\": \"socat\", \"args\": [\"-\", \"UNIX-CONNECT:{}\"]}}}}",
-            socket.display()
+            "  \"agent_servers\": {{\"terok demo\": {{\"type\": \"custom\", \"command\": \"{exe}\", \"args\": [\"acp\", \"connect\", \"--runtime\", \"local\", \"{dir}\"]}}}}"
         );
+        println!("Toad:");
+        println!("  toad acp \"{exe} acp connect --runtime local {dir}\" .");
         println!("Press Ctrl-C to stop.");
         std::io::stdout().flush()?;
         daemon::run(runtime, &socket, ProxyConfig::from_env()).await?;
         return Ok(ExitCode::SUCCESS);
     }
 
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(|| dir.path().join("acp").join("demo.sock"));
     let Some((listener, guard)) = daemon::claim_socket(&socket).await? else {
         bail!("{} is already served", socket.display());
     };

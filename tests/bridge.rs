@@ -198,3 +198,70 @@ fn list_removes_stale_sockets_instead_of_showing_them_active() {
         .unwrap();
     assert!(String::from_utf8_lossy(&empty.stdout).contains("No ACP endpoints"));
 }
+
+#[test]
+fn demo_serve_prints_a_connect_command_that_works() {
+    let run = tempfile::tempdir().unwrap();
+    let mut demo = Command::new(BIN)
+        .env("TEROK_RUNTIME_DIR", run.path())
+        .env("TEROK_STATE_DIR", run.path().join("state"))
+        .args(["demo", "--serve"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let command = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("acp connect --runtime local"))
+        .expect("the demo prints how to connect");
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let socket_ready = || {
+        std::fs::read_dir(run.path().join("acp"))
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "sock"))
+            })
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !socket_ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo never served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut child = Command::new(words[0])
+        .args(&words[1..])
+        .env("TEROK_RUNTIME_DIR", run.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut editor = Editor {
+        lines: BufReader::new(stdout).lines(),
+        child,
+    };
+    editor.send(json!({"jsonrpc": "2.0", "id": 1, "method": "session/new", "params": {"cwd": "/tmp", "mcpServers": []}}));
+    let result = editor.response(1);
+    let groups: Vec<&str> = result["result"]["configOptions"][0]["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(groups, ["claude", "codex"]);
+    drop(editor.child.stdin.take());
+    assert!(editor.child.wait().unwrap().success());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(demo.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(demo.wait().unwrap().success());
+}
