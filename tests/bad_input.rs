@@ -493,5 +493,11 @@ async fn a_panicking_connection_ends_alone_and_the_daemon_keeps_serving() {
     let (sid, _) = fresh.new_session().await;
     let (chunks, _) = fresh.prompt(&sid, "new").await;
     assert_eq!(chunks, ["claude/opus: new"]);
+    // Once the others leave, nothing is bound: the panicked connection left no trace behind.
+    let marker = agents.path().join("run").join("acp.bound");
+    assert!(marker.exists());
+    drop(bystander);
+    drop(fresh);
+    common::eventually("the bound marker to go", || !marker.exists()).await;
     proxy.stop().await;
 }

@@ -396,6 +396,25 @@ impl Server {
         self.write_bound_marker(&bound);
     }
 
+    /// Forgets every bound session of a connection that has ended, however it ended.
+    pub fn connection_ended(&self, connection: u64) {
+        let Ok(mut bound) = self.bound.lock() else {
+            return;
+        };
+        let before = bound.by_session.len();
+        bound.by_session.retain(|(c, _), _| *c != connection);
+        if bound.by_session.len() != before {
+            if bound
+                .latest
+                .as_ref()
+                .is_some_and(|a| !bound.by_session.values().any(|b| b == a))
+            {
+                bound.latest = bound.by_session.values().next().cloned();
+            }
+            self.write_bound_marker(&bound);
+        }
+    }
+
     pub fn session_unbound(&self, connection: u64, session: &Arc<str>) {
         let Ok(mut bound) = self.bound.lock() else {
             return;

@@ -129,6 +129,14 @@ pub async fn serve_connection(server: Arc<Server>, stream: UnixStream) {
             return;
         }
     }
+    // Runs even when the connection task panics: its sessions leave the `.bound` marker.
+    struct Ended(Arc<Server>, u64);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            self.0.connection_ended(self.1);
+        }
+    }
+    let _ended = Ended(server.clone(), id);
     let span = tracing::info_span!("conn", id);
     run(server, stream, id).instrument(span).await
 }
