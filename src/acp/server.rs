@@ -398,41 +398,32 @@ impl Server {
 
     /// Forgets every bound session of a connection that has ended, however it ended.
     pub fn connection_ended(&self, connection: u64) {
+        self.unbind_where(|(c, _)| *c == connection);
+    }
+
+    pub fn session_unbound(&self, connection: u64, session: &Arc<str>) {
+        self.unbind_where(|(c, s)| *c == connection && s == session);
+    }
+
+    /// Forgets the bound sessions `gone` selects; the marker then names an agent still bound,
+    /// or disappears.
+    fn unbind_where(&self, gone: impl Fn(&(u64, Arc<str>)) -> bool) {
         let Ok(mut bound) = self.bound.lock() else {
             return;
         };
         let before = bound.by_session.len();
-        bound.by_session.retain(|(c, _), _| *c != connection);
-        if bound.by_session.len() != before {
-            if bound
-                .latest
-                .as_ref()
-                .is_some_and(|a| !bound.by_session.values().any(|b| b == a))
-            {
-                bound.latest = bound.by_session.values().next().cloned();
-            }
-            self.write_bound_marker(&bound);
-        }
-    }
-
-    pub fn session_unbound(&self, connection: u64, session: &Arc<str>) {
-        let Ok(mut bound) = self.bound.lock() else {
+        bound.by_session.retain(|key, _| !gone(key));
+        if bound.by_session.len() == before {
             return;
-        };
-        if bound
-            .by_session
-            .remove(&(connection, session.clone()))
-            .is_some()
-        {
-            if bound
-                .latest
-                .as_ref()
-                .is_some_and(|a| !bound.by_session.values().any(|b| b == a))
-            {
-                bound.latest = bound.by_session.values().next().cloned();
-            }
-            self.write_bound_marker(&bound);
         }
+        if bound
+            .latest
+            .as_ref()
+            .is_some_and(|a| !bound.by_session.values().any(|b| b == a))
+        {
+            bound.latest = bound.by_session.values().next().cloned();
+        }
+        self.write_bound_marker(&bound);
     }
 
     fn write_bound_marker(&self, bound: &BoundSessions) {
