@@ -41,7 +41,11 @@ pub(super) enum BackendEvent {
     Spawned(Result<AgentProcess, RuntimeError>),
     Frames(Vec<Frame>),
     /// The agent's stdout ended; carries how the process exited, when known.
-    Closed(Option<ExitInfo>),
+    Closed {
+        status: Option<ExitInfo>,
+        /// The container, named, when it is gone too: then that is the reason.
+        container_gone: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,11 +221,11 @@ async fn pump(
     stdout: AgentStdout,
     events: tokio::sync::mpsc::Sender<Event>,
     client: Gauge,
-    max_frame: usize,
+    server: Arc<crate::acp::server::Server>,
     agent: AgentName,
     mut exit: tokio::sync::watch::Receiver<Option<ExitInfo>>,
 ) {
-    let mut reader = LineReader::new(stdout, max_frame);
+    let mut reader = LineReader::new(stdout, server.config.max_frame);
     loop {
         client.wait_for_room().await;
         let more = match reader.fill().await {
@@ -271,10 +275,31 @@ async fn pump(
     let status =
         tokio::time::timeout(Duration::from_millis(500), exit.wait_for(Option::is_some)).await;
     let status = status.ok().and_then(|s| s.ok().and_then(|s| *s));
+    // An agent often ends because its container did: say so rather than "exited".
+    // A killed agent usually means its container is stopping, which the engine may not report
+    // yet: look again for a moment before calling it the agent's own exit.
+    let runtime = &server.runtime;
+    let killed = matches!(
+        status,
+        Some(ExitInfo::Code(137)) | Some(ExitInfo::Signal(9))
+    );
+    let mut container_gone = None;
+    for attempt in 0..if killed { 6 } else { 1 } {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !runtime.is_alive().await {
+            container_gone = Some(runtime.describe());
+            break;
+        }
+    }
     let _ = events
         .send(Event::Backend {
             slot,
-            event: BackendEvent::Closed(status),
+            event: BackendEvent::Closed {
+                status,
+                container_gone,
+            },
         })
         .await;
 }
@@ -321,7 +346,10 @@ impl Connection {
                     self.on_backend_frame(slot, frame);
                 }
             }
-            BackendEvent::Closed(status) => {
+            BackendEvent::Closed {
+                status,
+                container_gone,
+            } => {
                 let Some(backend) = self.backends.get(&slot) else {
                     return;
                 };
@@ -329,7 +357,13 @@ impl Connection {
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| "closed its output".into());
                 let stderr = backend.stderr.text();
-                let mut message = format!("agent {} exited ({how})", backend.agent);
+                let mut message = match container_gone {
+                    Some(container) => format!(
+                        "agent {} ended: container {container} stopped",
+                        backend.agent
+                    ),
+                    None => format!("agent {} exited ({how})", backend.agent),
+                };
                 if !stderr.is_empty() {
                     message.push_str(&format!("; stderr: {stderr}"));
                 }
@@ -364,7 +398,7 @@ impl Connection {
             stdout,
             self.events.clone(),
             self.client.gauge(),
-            self.server.config.max_frame,
+            self.server.clone(),
             backend.agent.clone(),
             exit,
         ));
