@@ -1,6 +1,7 @@
-//! Load and leaks: many short connections, then many streaming ones at once. Afterwards no
-//! agent process is left, the open file descriptors are back to where they were, memory is back
-//! near its baseline, and every streamed frame arrived, in order, before its prompt's answer.
+//! Load and leaks: many short connections, then many streaming ones at once through one shared
+//! agent process. Afterwards (short detached and idle times) no agent process is left, the open
+//! file descriptors are back to where they were, memory is back near its baseline, and every
+//! streamed frame arrived, in order, before its prompt's answer.
 
 mod common;
 
@@ -8,6 +9,16 @@ use std::time::Duration;
 
 use common::{alive, eventually, Agents, Proxy};
 use serde_json::json;
+use terok_executor::acp::server::{OnDisconnect, ProxyConfig};
+
+/// Detached sessions and idle agents go quickly, so a test can see everything given back.
+fn short_lived() -> ProxyConfig {
+    ProxyConfig {
+        detached_ttl: Duration::from_millis(500),
+        agent_idle: Duration::from_millis(500),
+        ..Default::default()
+    }
+}
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -27,17 +38,19 @@ fn rss_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_cycles_and_a_hundred_streams_leak_nothing() {
     let agents = Agents::new(&[("claude", "--models m1 --ignore-stdin-eof")]);
-    let proxy = Proxy::start(&agents).await;
-    // Warm the probe cache, then take the baseline.
+    let proxy = Proxy::start_with(&agents, short_lived()).await;
+    // Warm the probe cache, let the agent started ahead of time go idle, take the baseline.
     {
         let mut client = proxy.connect().await;
         client.initialize().await;
         client.new_session().await;
     }
-    eventually("the warm-up connection to end", || {
-        proxy.server.tracker.len() <= 1
+    eventually("the warm-up agents to end", || {
+        let pids = agents.pids("claude");
+        pids.len() == 2 && pids.iter().all(|p| !alive(*p))
     })
     .await;
+    let tasks = proxy.server.tracker.len();
     let (fds, rss) = (open_fds(), rss_kib());
 
     // 1000 connect / initialize / session/new / disconnect cycles, eight at a time.
@@ -57,7 +70,7 @@ async fn a_thousand_cycles_and_a_hundred_streams_leak_nothing() {
         lane.await.unwrap();
     }
 
-    // 100 clients streaming at once, each through its own agent process.
+    // 100 clients streaming at once, through the one agent process the daemon owns.
     const UPDATES: usize = 300;
     let mut streams = Vec::new();
     for _ in 0..100 {
@@ -90,19 +103,19 @@ async fn a_thousand_cycles_and_a_hundred_streams_leak_nothing() {
         );
     }
 
-    // Everything is ended and given back.
+    // One agent process served them all, and everything is ended and given back.
     let pids = agents.pids("claude");
     assert_eq!(
         pids.len(),
-        101,
-        "one probe and one agent per streaming client"
+        3,
+        "the probe, the idled warm-up agent, one shared agent"
     );
     eventually("every agent process to end", || {
         pids.iter().all(|p| !alive(*p))
     })
     .await;
     eventually("the connection tasks to end", || {
-        proxy.server.tracker.len() <= 1
+        proxy.server.tracker.len() <= tasks
     })
     .await;
     eventually("the file descriptors to come back", || {
@@ -121,9 +134,13 @@ async fn a_thousand_cycles_and_a_hundred_streams_leak_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_vanishing_mid_stream_ends_its_agent_and_blocks_nobody() {
+async fn a_client_vanishing_mid_stream_cancels_its_turn_and_blocks_nobody() {
     let agents = Agents::new(&[("claude", "--models m1 --ignore-stdin-eof")]);
-    let proxy = Proxy::start(&agents).await;
+    let config = ProxyConfig {
+        on_disconnect: OnDisconnect::Cancel,
+        ..short_lived()
+    };
+    let proxy = Proxy::start_with(&agents, config).await;
     let mut leaving = proxy.connect().await;
     let (sid, _) = leaving.new_session().await;
     leaving.pick(&sid, "claude:m1").await;
@@ -145,7 +162,15 @@ async fn a_client_vanishing_mid_stream_ends_its_agent_and_blocks_nobody() {
     let (other, _) = staying.new_session().await;
     let (chunks, _) = staying.prompt(&other, "still here").await;
     assert_eq!(chunks, ["claude/m1: still here"]);
-    eventually("the vanished client's agent to end", || {
+    eventually("the vanished client's turn to be cancelled", || {
+        agents
+            .received_method("claude", "session/cancel")
+            .iter()
+            .any(|v| v["params"]["sessionId"].is_string())
+    })
+    .await;
+    drop(staying);
+    eventually("the agent to end once idle", || {
         pids.iter().all(|p| !alive(*p))
     })
     .await;

@@ -174,10 +174,14 @@ async fn daemon_serves_a_container_and_exits_when_it_stops() {
     let container = env.run_container(IMAGE);
     let run = tempfile::tempdir().unwrap();
     let socket = run.path().join("c.sock");
+    // Detached sessions and idle agents go within a second, so the test sees the container
+    // emptied of agents once its client leaves.
     let mut daemon = env
         .command(BIN)
         .args(["acp", &container.name])
         .arg(&socket)
+        .env("TEROK_ACP_DETACHED_TTL_SECS", "0.5")
+        .env("TEROK_ACP_AGENT_IDLE_SECS", "0.5")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -220,7 +224,8 @@ async fn daemon_serves_a_container_and_exits_when_it_stops() {
     assert_eq!(chunks, ["codex/gpt-5: and codex"]);
     assert!(container.processes().contains("acp-fixture-agent"));
 
-    // The agents ignore stdin EOF; after the client leaves nothing of them is left inside.
+    // The agents ignore stdin EOF; once the client has left and they have been idle for their
+    // idle time, nothing of them is left inside.
     drop(client);
     wait_until(
         "the agents inside the container to end",

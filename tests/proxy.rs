@@ -109,12 +109,12 @@ async fn bind_by_set_config_option_answers_the_complete_list_and_selects_the_bar
         .as_str()
         .unwrap()
         .starts_with("claude-sess-"));
-    // The client's own initialize params were replayed.
+    // The agent process serving the session was offered the client's capabilities.
     let inits = agents.received_method("claude", "initialize");
     assert!(inits
         .iter()
-        .any(|v| v["params"]["clientInfo"]["name"] == "test"
-            && v["params"]["clientCapabilities"]["terminal"] == true));
+        .any(|v| v["params"]["clientCapabilities"]["terminal"] == true
+            && v["params"]["clientCapabilities"]["fs"]["readTextFile"] == true));
     proxy.stop().await;
 }
 
@@ -229,23 +229,19 @@ async fn many_sessions_on_one_connection_share_one_backend_per_agent() {
         let (chunks, _) = client.prompt(sid, "one").await;
         assert_eq!(chunks, [expected]);
     }
-    // One process per agent for this connection (plus the probe).
-    let claude_inits = agents.received_method("claude", "initialize");
-    assert_eq!(
-        claude_inits
-            .iter()
-            .filter(|v| v["params"]["clientInfo"]["name"] == "test")
-            .count(),
-        1
-    );
-    assert_eq!(
-        agents
-            .received_method("claude", "session/new")
-            .iter()
-            .filter(|v| v["params"]["cwd"] == "/tmp")
-            .count(),
-        2
-    );
+    // One process per agent serves every session (plus the probe's own).
+    let inits = agents.received_method("claude", "initialize");
+    assert_eq!(inits.len(), 2, "{inits:#?}");
+    let (pa, _) = client.prompt(&a, "pid").await;
+    let (pb, _) = client.prompt(&b, "pid").await;
+    assert_eq!(pa, pb, "one process serves both claude sessions");
+    // ...each in its own agent session.
+    let prompted: std::collections::HashSet<String> = agents
+        .received_method("claude", "session/prompt")
+        .iter()
+        .map(|v| v["params"]["sessionId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(prompted.len(), 2);
     proxy.stop().await;
 }
 
@@ -313,9 +309,20 @@ async fn two_connections_at_once_are_independent() {
     let (c2, _) = two.prompt(&s2, "from two").await;
     assert_eq!(c1, ["claude/opus: from one"]);
     assert_eq!(c2, ["claude/sonnet: from two"]);
-    // A session of one connection does not exist on the other.
+    // A session held by one connection is not the other's to use.
     let err = two
         .call_err("session/prompt", json!({"sessionId": s1, "prompt": []}))
+        .await;
+    assert_eq!(err["code"], -32600);
+    assert!(err["message"]
+        .as_str()
+        .unwrap()
+        .contains("attached to another connection"));
+    let err = two
+        .call_err(
+            "session/prompt",
+            json!({"sessionId": "terok-nope", "prompt": []}),
+        )
         .await;
     assert_eq!(err["code"], -32002);
     proxy.stop().await;
@@ -665,16 +672,20 @@ async fn a_crashing_agent_fails_its_requests_with_its_stderr_and_the_session_reb
 }
 
 #[tokio::test]
-async fn disconnecting_ends_the_connections_backends() {
+async fn an_agent_outlives_its_client_and_ends_once_idle() {
     let agents = Agents::new(&[("claude", "--models opus --ignore-stdin-eof")]);
-    let proxy = Proxy::start(&agents).await;
+    let config = terok_executor::acp::server::ProxyConfig {
+        agent_idle: std::time::Duration::from_millis(500),
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&agents, config).await;
     let mut client = proxy.connect().await;
     let (sid, _) = client.new_session().await;
     client.pick(&sid, "claude:opus").await;
     let pids = agents.pids("claude");
-    assert_eq!(pids.len(), 2, "a probe and a backend");
+    assert!(!pids.is_empty());
     drop(client);
-    eventually("the backend to end", || {
+    eventually("the idle agent to end", || {
         pids.iter().all(|p| !common::alive(*p))
     })
     .await;
@@ -684,7 +695,11 @@ async fn disconnecting_ends_the_connections_backends() {
 #[tokio::test]
 async fn the_bound_marker_names_the_agent_while_a_session_is_bound() {
     let agents = two_agents();
-    let proxy = Proxy::start(&agents).await;
+    let config = terok_executor::acp::server::ProxyConfig {
+        detached_ttl: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&agents, config).await;
     let marker = agents.path().join("run").join("acp.bound");
     let mut client = proxy.connect().await;
     let (sid, _) = client.new_session().await;
@@ -692,7 +707,10 @@ async fn the_bound_marker_names_the_agent_while_a_session_is_bound() {
     client.pick(&sid, "codex:gpt-5").await;
     let content: Value = serde_json::from_str(&std::fs::read_to_string(&marker).unwrap()).unwrap();
     assert_eq!(content, json!({"agent": "codex"}));
+    // The session outlives its client for the detached time-to-live, then is bound no more.
     drop(client);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(marker.exists(), "a detached session is still bound");
     eventually("the marker to go", || !marker.exists()).await;
     proxy.stop().await;
 }
@@ -729,14 +747,17 @@ async fn probes_end_agents_that_ignore_stdin_eof() {
     let proxy = Proxy::start(&agents).await;
     let mut client = proxy.connect().await;
     client.new_session().await;
-    let pids: Vec<i32> = agents
-        .pids("claude")
-        .into_iter()
-        .chain(agents.pids("codex"))
-        .collect();
-    assert_eq!(pids.len(), 2, "one probe per agent");
+    // A probe per agent, which ends, and the process each agent is started in ahead of its
+    // first bind, which stays.
+    let live = |name| {
+        let pids = agents.pids(name);
+        (
+            pids.len(),
+            pids.into_iter().filter(|p| common::alive(*p)).count(),
+        )
+    };
     eventually("the probes to end", || {
-        pids.iter().all(|p| !common::alive(*p))
+        live("claude") == (2, 1) && live("codex") == (2, 1)
     })
     .await;
     proxy.stop().await;

@@ -58,9 +58,24 @@ async fn a_session_switches_agents_mid_conversation_and_back() {
         notice.contains("Switched from claude to codex:gpt-5-mini"),
         "{notice}"
     );
-    assert!(notice.contains("starts without it"), "{notice}");
+    assert!(notice.contains("handed to codex"), "{notice}");
+    // Codex's first prompt carries the conversation so far (a text block: it takes no
+    // embedded context), ahead of the user's own words; the fixture echoes all of it.
     let (chunks, _) = client.prompt(&sid, "after").await;
-    assert_eq!(chunks, ["codex/gpt-5-mini: after"]);
+    let echoed = chunks.concat();
+    assert!(
+        echoed.starts_with("codex/gpt-5-mini: # Conversation so far"),
+        "{echoed}"
+    );
+    let (asked, answered) = (
+        echoed.find("before").unwrap(),
+        echoed.find("claude/opus: before").unwrap(),
+    );
+    assert!(asked < answered && echoed.ends_with("after"), "{echoed}");
+    assert!(
+        echoed.contains("switched to you from the agent `claude`"),
+        "{echoed}"
+    );
     // The old agent session was cancelled and, since claude supports it, closed.
     let claude_sid =
         agents.received_method("claude", "session/prompt")[0]["params"]["sessionId"].clone();
@@ -85,13 +100,43 @@ async fn a_session_switches_agents_mid_conversation_and_back() {
         .await
         .starts_with("Switched from codex to claude:sonnet"));
     let (chunks, _) = client.prompt(&sid, "back again").await;
-    assert_eq!(chunks, ["claude/sonnet: back again"]);
-    let claude_sessions = agents
-        .received_method("claude", "session/new")
+    let echoed = chunks.concat();
+    assert!(
+        echoed.starts_with("claude/sonnet: # Conversation so far"),
+        "{echoed}"
+    );
+    assert!(
+        echoed.contains("codex/gpt-5-mini: # Conversation") || echoed.contains("after"),
+        "{echoed}"
+    );
+    assert!(echoed.ends_with("back again"), "{echoed}");
+    let claude_sessions: std::collections::HashSet<String> = agents
+        .received_method("claude", "session/prompt")
         .iter()
-        .filter(|v| v["params"]["cwd"] == "/tmp")
-        .count();
-    assert_eq!(claude_sessions, 2);
+        .map(|v| v["params"]["sessionId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(claude_sessions.len(), 2, "back into a fresh claude session");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_handover_off_a_switch_starts_without_context() {
+    let agents = two_agents();
+    let config = terok_executor::acp::server::ProxyConfig {
+        switch_context: false,
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&agents, config).await;
+    let mut client = proxy.connect().await;
+    client.initialize().await;
+    let (sid, _) = client.new_session().await;
+    client.pick(&sid, "claude:opus").await;
+    client.prompt(&sid, "before").await;
+    client.pick(&sid, "codex:gpt-5-mini").await;
+    let notice = wait_chunk(&mut client, &sid).await;
+    assert!(notice.contains("starts without it"), "{notice}");
+    let (chunks, _) = client.prompt(&sid, "after").await;
+    assert_eq!(chunks, ["codex/gpt-5-mini: after"]);
     proxy.stop().await;
 }
 
@@ -260,9 +305,14 @@ async fn cancel_requests_are_reissued_under_the_agents_id() {
 }
 
 #[tokio::test]
-async fn a_disconnect_answers_the_agents_questions_as_cancelled() {
+async fn with_cancel_a_disconnect_cancels_the_turn_and_its_questions() {
     let agents = Agents::new(&[("claude", "--models opus --ignore-stdin-eof")]);
-    let proxy = Proxy::start(&agents).await;
+    let config = terok_executor::acp::server::ProxyConfig {
+        on_disconnect: terok_executor::acp::server::OnDisconnect::Cancel,
+        agent_idle: std::time::Duration::from_millis(500),
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&agents, config).await;
     let mut client = proxy.connect().await;
     let (sid, _) = client.new_session().await;
     client.pick(&sid, "claude:opus").await;

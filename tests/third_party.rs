@@ -61,3 +61,54 @@ async fn elizacp_behind_the_proxy_beside_a_fixture_agent() {
     assert_eq!(chunks, ["claude/opus: and you?"]);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn an_elizacp_session_survives_its_client_and_is_loaded_elsewhere() {
+    let Some(eliza) = require("elizacp") else {
+        return;
+    };
+    let agents = Agents::new(&[]);
+    agents.add_script(
+        "eliza",
+        &format!("exec '{}' --deterministic acp", eliza.display()),
+    );
+    let proxy = Proxy::start(&agents).await;
+    let mut client = proxy.connect().await;
+    client.initialize().await;
+    let (sid, _) = client.new_session().await;
+    let (chunks, _) = client.prompt(&sid, "I feel happy today").await;
+    let first_reply = chunks.concat();
+    assert!(!first_reply.is_empty());
+    // The client vanishes mid-session.
+    drop(client);
+
+    let mut again = proxy.connect().await;
+    again.initialize().await;
+    let id = again
+        .request(
+            "session/load",
+            serde_json::json!({"sessionId": sid, "cwd": "/tmp", "mcpServers": []}),
+        )
+        .await;
+    let loaded = again.response(&id).await;
+    assert!(loaded["result"]["configOptions"].is_array(), "{loaded}");
+    let replay: Vec<&serde_json::Value> = again
+        .backlog
+        .iter()
+        .filter(|v| v["params"]["sessionId"] == sid.as_str())
+        .collect();
+    let said = |kind: &str| -> String {
+        replay
+            .iter()
+            .filter(|v| v["params"]["update"]["sessionUpdate"] == kind)
+            .filter_map(|v| v["params"]["update"]["content"]["text"].as_str())
+            .collect()
+    };
+    assert_eq!(said("user_message_chunk"), "I feel happy today");
+    assert_eq!(said("agent_message_chunk"), first_reply);
+    again.backlog.clear();
+    let (chunks, done) = again.prompt(&sid, "Tell me more").await;
+    assert_eq!(done["result"]["stopReason"], "end_turn", "{done}");
+    assert!(!chunks.concat().is_empty(), "eliza answered again");
+    proxy.stop().await;
+}

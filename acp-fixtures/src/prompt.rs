@@ -102,6 +102,7 @@ fn script(agent: &Agent, session: &Session, text: &str) -> Stop {
             Stop::after(session)
         }
         "cwd" => say(agent, session, &format!("cwd: {}", session.cwd)),
+        "pid" => say(agent, session, &format!("pid: {}", std::process::id())),
         _ => default_reply(agent, session, text),
     }
 }

@@ -189,18 +189,20 @@ pub fn sibling(socket: &Path, ext: &str) -> PathBuf {
 /// Accepts connections until the server's shutdown token fires, then waits (bounded) for every
 /// connection and backend task to end.
 pub async fn serve(listener: UnixListener, server: Arc<Server>) {
+    let hub = super::proxy::spawn_hub(server.clone());
     loop {
         tokio::select! {
             _ = server.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    // A panic ends its own connection only: unwinding drops the connection's
-                    // state, which ends its backends, and the daemon logs it and serves on.
+                    // A panic in a connection's reader ends that connection only; the hub sees it
+                    // go and detaches its sessions.
                     let connection =
-                        AssertUnwindSafe(serve_connection(server.clone(), stream)).catch_unwind();
+                        AssertUnwindSafe(serve_connection(server.clone(), hub.clone(), stream))
+                            .catch_unwind();
                     server.tracker.spawn(async move {
                         if let Err(panic) = connection.await {
-                            let message = panic_message(&*panic);
+                            let message = super::proxy::panic_message(&*panic);
                             tracing::error!("a connection task panicked: {message}");
                         }
                     });
@@ -220,15 +222,6 @@ pub async fn serve(listener: UnixListener, server: Arc<Server>) {
     {
         tracing::warn!("some tasks did not finish within {SHUTDOWN_GRACE:?}");
     }
-}
-
-/// The message a panic was raised with, when it is text.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(not a text message)")
 }
 
 /// Runs a daemon for `runtime` on `socket` until a signal or the container stops.

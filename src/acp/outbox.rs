@@ -81,6 +81,17 @@ impl Outbox {
 pub struct Gauge(Arc<Level>);
 
 impl Gauge {
+    /// Waits until the writer has stopped (the peer went away or a write failed).
+    pub async fn closed(&self) {
+        loop {
+            let drained = self.0.drained.notified();
+            if self.0.closed.load(Ordering::Relaxed) {
+                return;
+            }
+            drained.await;
+        }
+    }
+
     /// Returns at once while the queue is below the high-water mark; otherwise waits until it
     /// has drained below the low-water mark (or the writer is gone).
     pub async fn wait_for_room(&self) {

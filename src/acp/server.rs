@@ -70,6 +70,29 @@ pub struct ProxyConfig {
     pub allowed_uids: Vec<u32>,
     /// Where the proxy's session map is kept, if anywhere.
     pub sessions_file: Option<PathBuf>,
+    /// What happens to a running turn when its client goes away.
+    pub on_disconnect: OnDisconnect,
+    /// How long a detached session is kept (`TEROK_ACP_DETACHED_TTL_SECS`).
+    pub detached_ttl: Duration,
+    /// How many detached sessions are kept in memory at most (`TEROK_ACP_MAX_DETACHED`).
+    pub max_detached: usize,
+    /// How long an agent process that serves no session stays up (`TEROK_ACP_AGENT_IDLE_SECS`).
+    pub agent_idle: Duration,
+    /// The byte budget of one session's transcript (`TEROK_ACP_TRANSCRIPT_BYTES`).
+    pub transcript_bytes: usize,
+    /// Whether a switch of agents hands the conversation over (`TEROK_ACP_SWITCH_CONTEXT`).
+    pub switch_context: bool,
+    /// Whether agents keep spare sessions and start before their first bind (`TEROK_ACP_SPARE`).
+    pub spares: bool,
+}
+
+/// What happens to a running turn when its client goes away (`TEROK_ACP_ON_DISCONNECT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDisconnect {
+    /// The turn runs on, for a client that reattaches.
+    Keep,
+    /// The agent is told to stop the turn.
+    Cancel,
 }
 
 impl ProxyConfig {
@@ -92,6 +115,13 @@ impl Default for ProxyConfig {
             host_terminal: false,
             allowed_uids: Vec::new(),
             sessions_file: None,
+            on_disconnect: OnDisconnect::Keep,
+            detached_ttl: Duration::from_secs(1800),
+            max_detached: 64,
+            agent_idle: Duration::from_secs(600),
+            transcript_bytes: super::transcript::DEFAULT_TRANSCRIPT_BYTES,
+            switch_context: true,
+            spares: true,
         }
     }
 }
@@ -124,14 +154,66 @@ impl ProxyConfig {
             std::env::var("TEROK_ACP_HOST_TERMINAL").as_deref(),
             Ok("1") | Ok("true")
         );
-        if let Some(max) = std::env::var("TEROK_ACP_MAX_FRAME_BYTES")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-        {
+        if let Some(max) = env_usize("TEROK_ACP_MAX_FRAME_BYTES") {
             config.max_frame = max.max(1024);
         }
+        match std::env::var("TEROK_ACP_ON_DISCONNECT")
+            .as_deref()
+            .map(str::trim)
+        {
+            Ok("cancel") => config.on_disconnect = OnDisconnect::Cancel,
+            Ok("keep") | Ok("") | Err(_) => {}
+            Ok(other) => tracing::warn!(
+                "TEROK_ACP_ON_DISCONNECT={other:?} is not keep or cancel; keeping turns"
+            ),
+        }
+        if let Some(secs) = env_secs("TEROK_ACP_DETACHED_TTL_SECS") {
+            config.detached_ttl = secs;
+        }
+        if let Some(secs) = env_secs("TEROK_ACP_AGENT_IDLE_SECS") {
+            config.agent_idle = secs;
+        }
+        if let Some(max) = env_usize("TEROK_ACP_MAX_DETACHED") {
+            config.max_detached = max;
+        }
+        if let Some(bytes) = env_usize("TEROK_ACP_TRANSCRIPT_BYTES") {
+            config.transcript_bytes = bytes.max(1024);
+        }
+        config.switch_context = !env_off("TEROK_ACP_SWITCH_CONTEXT");
+        config.spares = !env_off("TEROK_ACP_SPARE");
         config
     }
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+}
+
+/// Whether a switch variable says off (`off`, `0`, `false`, `no`).
+fn env_off(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "off" | "0" | "false" | "no"
+        )
+    })
+}
+
+/// The capability profile of an `initialize`: agent processes are shared by clients whose
+/// replayed `initialize` would offer the agent the same capabilities.
+pub fn profile_of(initialize: &Value) -> Arc<str> {
+    let caps = initialize
+        .get("clientCapabilities")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let version = initialize
+        .get("protocolVersion")
+        .cloned()
+        .unwrap_or(Value::Null);
+    // serde_json's maps are ordered, so equal capabilities serialise equally.
+    json!([version, caps]).to_string().into()
 }
 
 fn env_secs(name: &str) -> Option<Duration> {
@@ -160,7 +242,7 @@ pub struct Server {
 /// Which sessions are bound to which agent, daemon-wide, for the `.bound` marker.
 #[derive(Default)]
 struct BoundSessions {
-    by_session: HashMap<(u64, Arc<str>), AgentName>,
+    by_session: HashMap<Arc<str>, AgentName>,
     latest: Option<AgentName>,
 }
 
@@ -385,35 +467,31 @@ impl Server {
         });
     }
 
-    pub fn session_bound(&self, connection: u64, session: &Arc<str>, agent: &AgentName) {
+    /// The `initialize` params agents get before any editor said what it can do: the
+    /// capabilities editors send (file reads and writes; the terminal where agents may use it).
+    pub fn default_initialize(&self) -> Value {
+        let terminal = self.runtime.container_workspace().is_none() || self.config.host_terminal;
+        json!({
+            "protocolVersion": 1,
+            "clientCapabilities": {"fs": {"readTextFile": true, "writeTextFile": true}, "terminal": terminal},
+            "clientInfo": {"name": "terok-executor", "version": env!("CARGO_PKG_VERSION")},
+        })
+    }
+
+    pub fn session_bound(&self, session: &Arc<str>, agent: &AgentName) {
         let Ok(mut bound) = self.bound.lock() else {
             return;
         };
-        bound
-            .by_session
-            .insert((connection, session.clone()), agent.clone());
+        bound.by_session.insert(session.clone(), agent.clone());
         bound.latest = Some(agent.clone());
         self.write_bound_marker(&bound);
     }
 
-    /// Forgets every bound session of a connection that has ended, however it ended.
-    pub fn connection_ended(&self, connection: u64) {
-        self.unbind_where(|(c, _)| *c == connection);
-    }
-
-    pub fn session_unbound(&self, connection: u64, session: &Arc<str>) {
-        self.unbind_where(|(c, s)| *c == connection && s == session);
-    }
-
-    /// Forgets the bound sessions `gone` selects; the marker then names an agent still bound,
-    /// or disappears.
-    fn unbind_where(&self, gone: impl Fn(&(u64, Arc<str>)) -> bool) {
+    pub fn session_unbound(&self, session: &str) {
         let Ok(mut bound) = self.bound.lock() else {
             return;
         };
-        let before = bound.by_session.len();
-        bound.by_session.retain(|key, _| !gone(key));
-        if bound.by_session.len() == before {
+        if bound.by_session.remove(session).is_none() {
             return;
         }
         if bound
@@ -444,6 +522,14 @@ impl Server {
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), "cannot update the bound marker: {e}");
         }
+    }
+
+    /// Forgets every bound session (at shutdown) and removes the marker.
+    pub fn clear_bound(&self) {
+        if let Ok(mut bound) = self.bound.lock() {
+            *bound = BoundSessions::default();
+        }
+        self.clear_bound_marker();
     }
 
     /// Removes the `.bound` marker, e.g. on exit.

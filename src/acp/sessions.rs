@@ -81,6 +81,62 @@ impl SessionStore {
         }
     }
 
+    /// Where a session's transcript is kept: `<map>.transcripts/<sid>.json`, for ids that are
+    /// safe as file names (the proxy's own always are).
+    fn transcript_path(&self, sid: &str) -> Option<PathBuf> {
+        let path = self.path.as_ref()?;
+        let safe = !sid.is_empty()
+            && sid.len() <= 128
+            && sid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !safe {
+            return None;
+        }
+        let mut dir = path.as_os_str().to_owned();
+        dir.push(".transcripts");
+        Some(PathBuf::from(dir).join(format!("{sid}.json")))
+    }
+
+    /// Writes a session's transcript (atomically, mode 0600).
+    pub fn save_transcript(&self, sid: &str, saved: &crate::acp::transcript::Saved) {
+        let Some(path) = self.transcript_path(sid) else {
+            return;
+        };
+        if let Some(dir) = path.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
+        }
+        let Ok(json) = serde_json::to_vec(saved) else {
+            return;
+        };
+        if let Err(e) = crate::fsutil::write_atomic(&path, &json, 0o600) {
+            tracing::warn!(path = %path.display(), "cannot save a transcript: {e}");
+        }
+    }
+
+    /// A session's saved transcript, if there is one that reads.
+    pub fn load_transcript(&self, sid: &str) -> Option<crate::acp::transcript::Saved> {
+        let path = self.transcript_path(sid)?;
+        let text = std::fs::read(&path).ok()?;
+        match serde_json::from_slice(&text) {
+            Ok(saved) => Some(saved),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring an unreadable transcript: {e}");
+                None
+            }
+        }
+    }
+
+    pub fn remove_transcript(&self, sid: &str) {
+        if let Some(path) = self.transcript_path(sid) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     fn save(&self, records: &HashMap<String, SessionRecord>) {
         let Some(path) = &self.path else { return };
         if let Some(dir) = path.parent() {

@@ -1,41 +1,32 @@
-//! Backends: one agent wrapper process per agent per connection.
+//! Agent processes: one per agent and client-capability profile, owned by the daemon.
 //!
-//! A backend is spawned through the runtime off the connection task; its stdout is read by a
-//! pump task that splits and parses frames in batches (so envelope parsing runs beside the
-//! connection task, on another core) and pauses while the client's outbox is over its
-//! high-water mark. Frames the agent sends are translated here: responses get the client's
-//! original id back, agent→client requests get a connection-unique id, and every `sessionId`
-//! is spliced to the proxy's. Only `config_option_update` and option answers are parsed whole.
+//! A backend is spawned through the runtime off the hub task; its stdout is read by a pump task
+//! that splits and parses frames in batches (so envelope parsing runs beside the hub, on
+//! another core) and pauses while any client it streams to is over its outbox's high-water
+//! mark. A backend serves the sessions of every connection; the hub routes its answers by the
+//! ids it minted and its notifications by session. A backend that serves no session (nothing
+//! held by a client, no turn running, nothing in flight) ends after the idle time.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use memchr::memmem;
 use serde_json::{json, Value};
 
-use super::session::Link;
-use super::{AgentRequest, Connection, Event};
-use crate::acp::frame::{Frame, FrameKind};
+use super::session::SessionState;
+use super::{ConnId, Event, Hub};
+use crate::acp::frame::Frame;
 use crate::acp::lines::{Line, LineReader};
 use crate::acp::message::{self, RpcError, INTERNAL_ERROR};
 use crate::acp::method::Method;
 use crate::acp::outbox::{Gauge, Outbox};
-use crate::acp::picker::agent_options_without_model;
 use crate::acp::runtime::{
     AgentName, AgentProcess, AgentStdout, ExitInfo, ProcessControl, RuntimeError, StderrTail,
 };
 
-/// Looked for in every `session/update` an agent sends; building the searcher once keeps the
-/// check to one scan of the line.
-static CONFIG_OPTION_UPDATE: LazyLock<memmem::Finder<'static>> =
-    LazyLock::new(|| memmem::Finder::new(b"config_option_update"));
-/// Finds updates that may carry paths to translate.
-static PATH_KEY: LazyLock<memmem::Finder<'static>> =
-    LazyLock::new(|| memmem::Finder::new(b"\"path\""));
-static FILE_URI: LazyLock<memmem::Finder<'static>> =
-    LazyLock::new(|| memmem::Finder::new(b"file:"));
+/// The clients an agent streams to, shared with its pump.
+type Consumers = Arc<Mutex<Vec<Gauge>>>;
 
 pub(super) enum BackendEvent {
     Spawned(Result<AgentProcess, RuntimeError>),
@@ -59,13 +50,14 @@ pub(super) enum BackendState {
 pub(super) enum Pending {
     /// A client request, forwarded under a proxy id.
     Client {
+        conn: ConnId,
         client_id: Bytes,
         method: Method,
         session: Option<Arc<str>>,
     },
     /// The replayed `initialize`.
     Initialize,
-    /// The agent-side `session/new` of a bind.
+    /// The agent-side `session/new` (or reopen) of a bind.
     NewSession { session: Arc<str> },
     /// Selecting a model for a session.
     SelectModel {
@@ -75,13 +67,35 @@ pub(super) enum Pending {
         legacy_retry: bool,
     },
     /// A client's `authenticate`, routed to this agent.
-    Authenticate { client_id: Bytes },
+    Authenticate { conn: ConnId, client_id: Bytes },
     /// A request whose answer nobody needs (closing an old session).
     Ignore,
     /// A client's `session/delete`, routed to the owning agent.
-    Deleted { client_id: Bytes, session: String },
+    Deleted {
+        conn: ConnId,
+        client_id: Bytes,
+        session: String,
+    },
     /// One agent's part of an aggregated `session/list`.
     ListPart { list: u64 },
+    /// The `session/new` of a spare session, opened with `params`.
+    Spare { params: Value },
+}
+
+impl Pending {
+    /// The client request this stands for, if any: who to answer when the agent fails.
+    pub fn client(&self) -> Option<(ConnId, Bytes)> {
+        match self {
+            Pending::Client {
+                conn, client_id, ..
+            }
+            | Pending::Authenticate { conn, client_id }
+            | Pending::Deleted {
+                conn, client_id, ..
+            } => Some((*conn, client_id.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// A backend session id and the proxy session it stands for.
@@ -92,6 +106,8 @@ pub(super) struct SessionRoute {
 
 pub(super) struct Backend {
     pub agent: AgentName,
+    /// The `initialize` params it gets.
+    pub init_params: Value,
     pub state: BackendState,
     input: Option<Outbox>,
     /// Frames for the agent, sent as one batch when the current event is handled.
@@ -109,12 +125,20 @@ pub(super) struct Backend {
     pub init_result: Value,
     /// Agent sessions a switch moved away from: their late frames are dropped.
     pub retired: std::collections::HashSet<String>,
+    consumers: Consumers,
+    /// The pending idle timer, if one runs.
+    pub idle_epoch: Option<u64>,
+    /// A session opened ahead of time, for the next bind that fits.
+    pub spare: Option<super::spare::Spare>,
+    /// The agent did not open a spare when asked: it binds without one.
+    pub spare_failed: bool,
 }
 
 impl Backend {
-    fn new(agent: AgentName) -> Backend {
+    fn new(agent: AgentName, init_params: Value) -> Backend {
         Backend {
             agent,
+            init_params,
             state: BackendState::Starting,
             input: None,
             buf: BytesMut::new(),
@@ -127,6 +151,10 @@ impl Backend {
             waiting_requests: Vec::new(),
             init_result: Value::Null,
             retired: Default::default(),
+            consumers: Consumers::default(),
+            idle_epoch: None,
+            spare: None,
+            spare_failed: false,
         }
     }
 
@@ -134,15 +162,22 @@ impl Backend {
         self.state == BackendState::Ready
     }
 
-    pub fn has_client_requests(&self) -> bool {
-        self.pending
-            .values()
-            .any(|p| matches!(p, Pending::Client { .. }))
+    /// Whether the agent advertised `agentCapabilities.<path>` (true, or an object).
+    pub fn supports(&self, path: &str) -> bool {
+        self.init_result
+            .pointer(&format!("/agentCapabilities/{path}"))
+            .is_some_and(|v| v.as_bool().unwrap_or(!v.is_null()))
     }
 
     pub fn flush(&mut self) {
         if let (Some(input), false) = (&self.input, self.buf.is_empty()) {
             input.send(self.buf.split().freeze());
+        }
+    }
+
+    pub fn set_consumers(&self, gauges: Vec<Gauge>) {
+        if let Ok(mut consumers) = self.consumers.lock() {
+            *consumers = gauges;
         }
     }
 
@@ -174,15 +209,20 @@ impl Backend {
         );
     }
 
-    /// The proxy id under which a client request (by its raw id) was forwarded, if in flight.
-    pub fn pending_id_of_client_request(&self, client_id: &[u8]) -> Option<u64> {
+    /// The proxy id under which a client request (by its connection and raw id) was
+    /// forwarded, if in flight.
+    pub fn pending_id_of_client_request(&self, conn: ConnId, client_id: &[u8]) -> Option<u64> {
         self.pending.iter().find_map(|(id, p)| match p {
-            Pending::Client { client_id: c, .. } if c.as_ref() == client_id => Some(*id),
+            Pending::Client {
+                conn: c,
+                client_id: i,
+                ..
+            } if *c == conn && i.as_ref() == client_id => Some(*id),
             _ => None,
         })
     }
 
-    /// Tells the agent to stop the turns of every session it holds for this connection.
+    /// Tells the agent to stop the turns of every session it holds.
     pub fn cancel_sessions(&mut self) {
         let sids: Vec<String> = self.routes.keys().cloned().collect();
         for sid in sids {
@@ -197,6 +237,7 @@ impl Backend {
     /// Closes the agent's stdin now and ends the process after `delay`, so what was just
     /// written (cancellations, answers) can still reach it.
     pub fn terminate_after(&mut self, delay: Duration, tracker: &tokio_util::task::TaskTracker) {
+        self.flush();
         self.input = None;
         if let Some(mut control) = self.control.take() {
             tracker.spawn(async move {
@@ -215,19 +256,23 @@ impl Backend {
     }
 }
 
-/// Reads the agent's stdout into batches of frames for the connection task.
+/// Reads the agent's stdout into batches of frames for the hub.
 async fn pump(
     slot: u32,
     stdout: AgentStdout,
     events: tokio::sync::mpsc::Sender<Event>,
-    client: Gauge,
+    consumers: Consumers,
     server: Arc<crate::acp::server::Server>,
     agent: AgentName,
     mut exit: tokio::sync::watch::Receiver<Option<ExitInfo>>,
 ) {
     let mut reader = LineReader::new(stdout, server.config.max_frame);
     loop {
-        client.wait_for_room().await;
+        // Every client this agent streams to must have room: a slow one pauses the agent.
+        let gauges = consumers.lock().map(|g| g.clone()).unwrap_or_default();
+        for gauge in gauges {
+            gauge.wait_for_room().await;
+        }
         let more = match reader.fill().await {
             Ok(more) => more,
             Err(e) => {
@@ -304,17 +349,46 @@ async fn pump(
         .await;
 }
 
-impl Connection {
-    /// The live backend of `agent`, started if there is none.
-    pub(super) fn ensure_backend(&mut self, agent: &AgentName) -> u32 {
-        if let Some(slot) = self.slots.get(agent) {
+impl Hub {
+    /// The `initialize` params for agents serving a client whose own were `client_init`: the
+    /// client's, with the editor's terminal withheld from agents in a container unless the user
+    /// allowed it. Returns the params and their capability profile.
+    pub(super) fn replayed_initialize(&self, client_init: Option<&Value>) -> (Value, Arc<str>) {
+        let mut params = client_init
+            .cloned()
+            .unwrap_or_else(|| self.server.default_initialize());
+        // A terminal the editor opens runs on the host: agents in a container are not offered
+        // one unless the user asked for it.
+        if self.server.runtime.container_workspace().is_some() && !self.server.config.host_terminal
+        {
+            if let Some(caps) = params
+                .get_mut("clientCapabilities")
+                .and_then(Value::as_object_mut)
+            {
+                caps.insert("terminal".into(), Value::Bool(false));
+            }
+        }
+        let profile = crate::acp::server::profile_of(&params);
+        (params, profile)
+    }
+
+    /// The live backend of `agent` for the profile of connection `conn` (or the daemon's
+    /// default profile), started if there is none.
+    pub(super) fn ensure_backend(&mut self, agent: &AgentName, conn: Option<ConnId>) -> u32 {
+        let client_init = conn
+            .and_then(|c| self.conns.get(&c))
+            .and_then(|c| c.client_init.clone());
+        let (params, profile) = self.replayed_initialize(client_init.as_ref());
+        let key = (agent.clone(), profile);
+        if let Some(slot) = self.slots.get(&key) {
             return *slot;
         }
         let slot = self.next_slot;
         self.next_slot += 1;
-        self.backends.insert(slot, Backend::new(agent.clone()));
-        self.slots.insert(agent.clone(), slot);
-        tracing::info!(agent = %agent, "starting agent");
+        self.backends
+            .insert(slot, Backend::new(agent.clone(), params));
+        self.slots.insert(key, slot);
+        tracing::info!(agent = %agent, slot, "starting agent");
         let (server, events, agent) = (self.server.clone(), self.events.clone(), agent.clone());
         self.server.tracker.spawn(async move {
             let outcome = server.runtime.spawn(&agent).await;
@@ -328,7 +402,7 @@ impl Connection {
                 })
                 .await
             {
-                // The connection is gone: end the process it will never use.
+                // The hub is gone: end the process it will never use.
                 process.control.terminate();
             }
         });
@@ -387,7 +461,7 @@ impl Connection {
             stderr,
             control,
         } = process;
-        let label = format!("agent {} (connection {})", backend.agent, self.id);
+        let label = format!("agent {} ({slot})", backend.agent);
         backend.input = Some(Outbox::spawn(stdin, &self.server.tracker, label));
         backend.stderr = stderr;
         let exit = control.exit_watch();
@@ -397,358 +471,109 @@ impl Connection {
             slot,
             stdout,
             self.events.clone(),
-            self.client.gauge(),
+            backend.consumers.clone(),
             self.server.clone(),
             backend.agent.clone(),
             exit,
         ));
-        let mut params = self
-            .client_init
-            .clone()
-            .unwrap_or_else(crate::acp::probe::probe_initialize_params);
-        // A terminal the editor opens runs on the host: agents in a container are not offered
-        // one unless the user asked for it.
-        if self.server.runtime.container_workspace().is_some() && !self.server.config.host_terminal
-        {
-            if let Some(caps) = params
-                .get_mut("clientCapabilities")
-                .and_then(Value::as_object_mut)
-            {
-                caps.insert("terminal".into(), Value::Bool(false));
-            }
-        }
+        let params = backend.init_params.clone();
         backend.request("initialize", &params, Pending::Initialize);
     }
 
-    fn on_backend_frame(&mut self, slot: u32, frame: Frame) {
-        if self.server.config.debug != crate::acp::server::FrameDebug::Off {
-            let agent = self
-                .backends
-                .get(&slot)
-                .map(|b| b.agent.to_string())
-                .unwrap_or_default();
-            self.trace_frame("<-", &agent, &frame);
-        }
-        match frame.kind() {
-            FrameKind::Response => self.on_backend_response(slot, frame),
-            FrameKind::Request => self.on_agent_request(slot, frame),
-            FrameKind::Notification => self.on_backend_notification(slot, frame),
-        }
-    }
-
-    fn on_backend_response(&mut self, slot: u32, frame: Frame) {
-        let Some(backend) = self.backends.get_mut(&slot) else {
-            return;
-        };
-        let Some(pending) = frame.id_u64().and_then(|id| backend.pending.remove(&id)) else {
-            tracing::warn!(agent = %backend.agent, id = ?frame.id_raw(), "dropping a response to an id the proxy never sent");
-            return;
-        };
-        match pending {
-            Pending::Client {
-                client_id,
-                method,
-                session,
-            } => {
-                if method == Method::SessionSetConfigOption && !frame.contains(b"\"error\"") {
-                    if let Some(sid) = session {
-                        return self.answer_option_change(&client_id, &sid, &frame);
-                    }
-                }
-                let Some(span) = frame.id_span() else { return };
-                frame.write_spliced(&mut [(span, &client_id[..])], &mut self.client_buf);
-            }
-            Pending::Initialize => self.on_backend_initialized(slot, frame),
-            Pending::Authenticate { client_id } => {
-                if !frame.contains(b"\"error\"") {
-                    let agent = backend.agent.clone();
-                    tracing::info!(agent = %agent, "authenticated; probing it again");
-                    self.server.forget_probe(agent);
-                }
-                let Some(span) = frame.id_span() else { return };
-                frame.write_spliced(&mut [(span, &client_id[..])], &mut self.client_buf);
-            }
-            Pending::Ignore => {}
-            Pending::Deleted { client_id, session } => {
-                if !frame.contains(b"\"error\"") {
-                    self.server.sessions.remove(&session);
-                }
-                let Some(span) = frame.id_span() else { return };
-                frame.write_spliced(&mut [(span, &client_id[..])], &mut self.client_buf);
-            }
-            Pending::ListPart { list } => {
-                let agent = backend.agent.clone();
-                let result = frame
-                    .to_value()
-                    .ok()
-                    .and_then(|mut v| v.get_mut("result").map(Value::take));
-                self.list_part(list, result, &agent);
-            }
-            Pending::NewSession { session } => self.on_backend_session(slot, &session, frame),
-            Pending::SelectModel {
-                session,
-                model,
-                reply,
-                legacy_retry,
-            } => self.on_model_selected(slot, &session, model, reply, legacy_retry, frame),
-        }
-    }
-
-    /// The agent answered a change of one of its own options: the client gets the complete
-    /// list, the picker included.
-    fn answer_option_change(&mut self, client_id: &[u8], sid: &Arc<str>, frame: &Frame) {
-        let value = frame.to_value().unwrap_or(Value::Null);
-        let Some(session) = self.sessions.get_mut(sid) else {
-            return;
-        };
-        if let (Some(options), Some(link)) = (
-            value
-                .pointer("/result/configOptions")
-                .and_then(Value::as_array),
-            session.link_mut(),
-        ) {
-            link.options = agent_options_without_model(options, &link.selector);
-        }
-        let options = session.config_options();
-        let mut result = value.get("result").cloned().unwrap_or_else(|| json!({}));
-        if let Some(obj) = result.as_object_mut() {
-            obj.insert("configOptions".into(), Value::Array(options));
-        }
-        self.reply_result(client_id, &result);
-    }
-
-    /// The agent asks the client something: a fresh id the client can answer to.
-    fn on_agent_request(&mut self, slot: u32, frame: Frame) {
+    /// Whether anything still needs this backend: a session a client holds, a running turn,
+    /// a bind, a request in flight, a question waiting for a client.
+    fn in_use(&self, slot: u32) -> bool {
         let Some(backend) = self.backends.get(&slot) else {
-            return;
+            return false;
         };
-        let Some(backend_id) = frame.id_raw() else {
-            return;
-        };
-        if frame
-            .session_id()
-            .is_some_and(|sid| backend.retired.contains(sid.as_ref()))
+        if !backend.waiting.is_empty()
+            || !backend.waiting_requests.is_empty()
+            || backend
+                .pending
+                .values()
+                .any(|p| !matches!(p, Pending::Ignore | Pending::Spare { .. }))
+            || self.agent_requests.values().any(|r| r.slot == slot)
         {
-            // A session switched away from asks nothing of the client any more.
-            let error = RpcError::new(
-                message::REQUEST_CANCELLED,
-                "the session was switched to another agent",
-            );
-            if let Some(backend) = self.backends.get_mut(&slot) {
-                message::write_error(&mut backend.buf, Some(&backend_id), &error);
-            }
-            return;
+            return true;
         }
-        if self.client_eof {
-            let method = frame.method().cloned().unwrap_or(Method::Other("".into()));
-            if let Some(backend) = self.backends.get_mut(&slot) {
-                super::cancel_agent_request(&mut backend.buf, &method, &backend_id);
-            }
-            return;
-        }
-        let Some(frame) = self.check_agent_request(slot, frame, &backend_id) else {
-            return;
-        };
-        let Some(backend) = self.backends.get(&slot) else {
-            return;
-        };
-        let Some(id_span) = frame.id_span() else {
-            return;
-        };
-        let client_id = self.next_agent_request;
-        self.next_agent_request += 1;
-        let client_literal = message::numeric_id(client_id);
-        let route = frame
-            .session_id()
-            .and_then(|sid| backend.routes.get(sid.as_ref()));
-        match (route, frame.session_id_span()) {
-            (Some(route), Some(span)) => frame.write_spliced(
-                &mut [
-                    (id_span, client_literal.as_bytes()),
-                    (span, &route.literal[..]),
-                ],
-                &mut self.client_buf,
-            ),
-            _ => frame.write_spliced(
-                &mut [(id_span, client_literal.as_bytes())],
-                &mut self.client_buf,
-            ),
-        }
-        let method = frame.method().cloned().unwrap_or(Method::Other("".into()));
-        self.agent_requests.insert(
-            client_id,
-            AgentRequest {
-                slot,
-                backend_id,
-                method,
-            },
-        );
-    }
-
-    /// Applies the session's path map to an agent's request to the client, and refuses what
-    /// must not reach the editor: paths outside every mapped root, and host terminals for
-    /// agents in a container. Returns the frame to forward, or `None` after answering the agent.
-    fn check_agent_request(&mut self, slot: u32, frame: Frame, backend_id: &[u8]) -> Option<Frame> {
-        let container = self.server.runtime.container_workspace().is_some();
-        let method = frame.method().cloned().unwrap_or(Method::Other("".into()));
-        let refuse = |this: &mut Self, error: RpcError| {
-            tracing::warn!("refused an agent request: {}", error.message);
-            if let Some(backend) = this.backends.get_mut(&slot) {
-                message::write_error(&mut backend.buf, Some(backend_id), &error);
-            }
-            None
-        };
-        if container
-            && !self.server.config.host_terminal
-            && method.as_str().starts_with("terminal/")
-        {
-            let error = RpcError::new(
-                message::METHOD_NOT_FOUND,
-                "the editor's terminal runs on the host and is not offered to agents in a container",
-            );
-            return refuse(self, error);
-        }
-        let backend = self.backends.get(&slot)?;
-        let sid = frame
-            .session_id()
-            .and_then(|sid| backend.routes.get(sid.as_ref()).map(|r| r.proxy.clone()));
-        let paths = sid
-            .and_then(|sid| self.sessions.get(&sid))
-            .and_then(|s| s.paths.clone());
-        let Some(paths) = paths else {
-            return Some(frame);
-        };
-        let mut refusal = None;
-        let frame = super::client::rewrite_frame(frame, |params| {
-            if let Err(e) = paths.rewrite_agent_to_client(method.as_str(), params) {
-                refusal = Some(e);
-            }
-        });
-        match refusal {
-            Some(e) => refuse(self, RpcError::new(e.code(), e.to_string())),
-            None => Some(frame),
-        }
-    }
-
-    fn on_backend_notification(&mut self, slot: u32, frame: Frame) {
-        let Some(backend) = self.backends.get(&slot) else {
-            return;
-        };
-        let Some(sid) = frame.session_id() else {
-            frame.write_spliced(&mut [], &mut self.client_buf);
-            return;
-        };
-        if backend.retired.contains(sid.as_ref()) {
-            tracing::debug!(agent = %backend.agent, "dropping a late frame of a session switched away from");
-            return;
-        }
-        let Some(route) = backend.routes.get(sid.as_ref()) else {
-            // Not a session this connection opened (e.g. an agent's child session): as is.
-            frame.write_spliced(&mut [], &mut self.client_buf);
-            return;
-        };
-        if frame.method() == Some(&Method::SessionUpdate)
-            && frame.contains_with(&CONFIG_OPTION_UPDATE)
-        {
-            let proxy = route.proxy.clone();
-            return self.on_config_option_update(&proxy, frame);
-        }
-        // Tool calls, diffs and resource links name paths: for a session whose agent lives in a
-        // container they are translated to the editor's paths (other updates pass untouched).
-        let literal = route.literal.clone();
-        let mentions_paths = frame.contains_with(&PATH_KEY) || frame.contains_with(&FILE_URI);
-        let paths = mentions_paths
-            .then(|| {
-                self.sessions
-                    .get(&route.proxy)
-                    .and_then(|s| s.paths.clone())
-            })
-            .flatten();
-        let frame = match paths {
-            Some(paths) => super::client::rewrite_frame(frame, |params| {
-                let _ = paths.rewrite_agent_to_client("session/update", params);
-            }),
-            None => frame,
-        };
-        if let Some(span) = frame.session_id_span() {
-            frame.write_spliced(&mut [(span, &literal[..])], &mut self.client_buf);
-        }
-    }
-
-    /// The agent's options changed: the client sees the complete list, the picker included.
-    fn on_config_option_update(&mut self, sid: &Arc<str>, frame: Frame) {
-        let Ok(mut value) = frame.to_value() else {
-            return;
-        };
-        let Some(session) = self.sessions.get_mut(sid) else {
-            return;
-        };
-        let is_update = value
-            .pointer("/params/update/sessionUpdate")
-            .and_then(Value::as_str)
-            == Some("config_option_update");
-        if is_update {
-            if let Some(options) = value
-                .pointer("/params/update/configOptions")
-                .and_then(Value::as_array)
-                .cloned()
-            {
-                if let Some(link) = session.link_mut() {
-                    if let Some(model) = crate::acp::models::find_model_option(&options)
-                        .and_then(|o| o.get("currentValue"))
-                        .and_then(Value::as_str)
-                    {
-                        let namespaced = crate::acp::picker::namespaced(&link.agent, model);
-                        if session.catalog.resolve(&namespaced).is_ok() {
-                            session.model = namespaced;
-                        }
-                    }
-                    let Some(link) = session.link_mut() else {
-                        return;
-                    };
-                    link.options = agent_options_without_model(&options, &link.selector);
-                }
-                if let Some(slot) = value.pointer_mut("/params/update/configOptions") {
-                    *slot = Value::Array(session.config_options());
-                }
-            }
-        }
-        if let Some(slot) = value.pointer_mut("/params/sessionId") {
-            *slot = Value::String(sid.to_string());
-        }
-        let _ = serde_json::to_writer(bytes::BufMut::writer(&mut self.client_buf), &value);
-        self.client_buf.extend_from_slice(b"\n");
-    }
-
-    /// Sends a client frame to a backend under a proxy id, with the agent's session id.
-    pub(super) fn forward_to_backend(
-        &mut self,
-        slot: u32,
-        frame: Frame,
-        session: Option<(Arc<str>, Bytes)>,
-    ) {
-        let Some(backend) = self.backends.get_mut(&slot) else {
-            return;
-        };
-        let mut edits: Vec<(crate::acp::frame::Span, &[u8])> = Vec::with_capacity(2);
-        let id_literal;
-        if frame.kind() == FrameKind::Request {
-            let (Some(client_id), Some(span)) = (frame.id_raw(), frame.id_span()) else {
-                return;
+        self.sessions.values().any(|s| {
+            let on_it = match &s.state {
+                SessionState::Binding { slot: b, .. } => *b == slot,
+                SessionState::Bound(link) => link.slot == slot,
+                SessionState::Unbound => false,
             };
-            let method = frame.method().cloned().unwrap_or(Method::Other("".into()));
-            let id = backend.mint(Pending::Client {
-                client_id,
-                method,
-                session: session.as_ref().map(|s| s.0.clone()),
-            });
-            id_literal = message::numeric_id(id);
-            edits.push((span, id_literal.as_bytes()));
+            on_it && (s.holder.is_some() || s.turns > 0 || s.is_binding())
+        })
+    }
+
+    /// Starts the idle timer of every backend nothing needs any more (and stops the timer of
+    /// those in use again).
+    pub(super) fn check_idle(&mut self) {
+        let slots: Vec<u32> = self.backends.keys().copied().collect();
+        for slot in slots {
+            self.maybe_idle(slot);
         }
-        if let (Some((_, literal)), Some(span)) = (&session, frame.session_id_span()) {
-            edits.push((span, &literal[..]));
+    }
+
+    /// Starts or stops one backend's idle timer.
+    pub(super) fn maybe_idle(&mut self, slot: u32) {
+        let in_use = self.in_use(slot);
+        let epoch = self.epoch();
+        let Some(backend) = self.backends.get_mut(&slot) else {
+            return;
+        };
+        match (in_use, backend.idle_epoch) {
+            (true, _) => backend.idle_epoch = None,
+            (false, Some(_)) => {}
+            (false, None) => {
+                backend.idle_epoch = Some(epoch);
+                self.after(
+                    self.server.config.agent_idle,
+                    Event::IdleExpired { slot, epoch },
+                );
+            }
         }
-        frame.write_spliced(&mut edits, &mut backend.buf);
+    }
+
+    /// The idle time ran out: the process ends. Detached sessions on it stay in memory and
+    /// bind again (reopening their agent session where the agent can) on their next request.
+    pub(super) fn on_idle_expired(&mut self, slot: u32, epoch: u64) {
+        if self.backends.get(&slot).and_then(|b| b.idle_epoch) != Some(epoch) || self.in_use(slot) {
+            return;
+        }
+        let Some(mut backend) = self.backends.remove(&slot) else {
+            return;
+        };
+        tracing::info!(agent = %backend.agent, slot, "agent idle; ending it");
+        self.slots.retain(|_, s| *s != slot);
+        if let Some(spare) = backend.spare.take() {
+            spare.close(&mut backend);
+        }
+        let (can_resume, can_load) = (
+            backend.supports("sessionCapabilities/resume"),
+            backend.supports("loadSession"),
+        );
+        for session in self.sessions.values_mut() {
+            let Some(link) = session.link().filter(|l| l.slot == slot).cloned() else {
+                continue;
+            };
+            session.state = SessionState::Unbound;
+            session.reattach = if can_resume {
+                Some(("session/resume", link.backend_sid))
+            } else if can_load {
+                Some(("session/load", link.backend_sid))
+            } else {
+                None
+            };
+            if session.reattach.is_none() {
+                session.handover = self
+                    .server
+                    .config
+                    .switch_context
+                    .then(|| super::handover::context(&mut session.transcript, None));
+            }
+        }
+        backend.terminate_after(Duration::from_millis(200), &self.server.tracker);
     }
 
     /// A backend is gone or unusable: everything waiting on it gets `error`, its sessions
@@ -757,9 +582,7 @@ impl Connection {
         let Some(mut backend) = self.backends.remove(&slot) else {
             return;
         };
-        if self.slots.get(&backend.agent) == Some(&slot) {
-            self.slots.remove(&backend.agent);
-        }
+        self.slots.retain(|_, s| *s != slot);
         backend.terminate();
         self.agent_requests.retain(|_, r| r.slot != slot);
         let waiting: Vec<Pending> = std::mem::take(&mut backend.waiting_requests)
@@ -771,22 +594,35 @@ impl Connection {
             .chain(backend.pending.drain().map(|(_, p)| p))
         {
             match pending {
-                Pending::Client { client_id, .. } => self.reply_error(Some(&client_id), &error),
+                Pending::Client {
+                    conn,
+                    client_id,
+                    method,
+                    session,
+                } => {
+                    if let (Method::SessionPrompt, Some(sid)) = (&method, &session) {
+                        self.turn_ended(sid, "error");
+                    }
+                    self.reply_error(conn, Some(&client_id), &error)
+                }
                 Pending::NewSession { session } | Pending::SelectModel { session, .. } => {
                     self.bind_failed(&session, error.clone())
                 }
-                Pending::Authenticate { client_id } | Pending::Deleted { client_id, .. } => {
-                    self.reply_error(Some(&client_id), &error)
-                }
+                Pending::Authenticate { conn, client_id }
+                | Pending::Deleted {
+                    conn, client_id, ..
+                } => self.reply_error(conn, Some(&client_id), &error),
                 Pending::ListPart { list } => self.list_part(list, None, &backend.agent),
-                Pending::Initialize | Pending::Ignore => {}
+                Pending::Initialize | Pending::Ignore | Pending::Spare { .. } => {}
             }
         }
         let affected: Vec<Arc<str>> = self
             .sessions
             .values()
-            .filter(|s| matches!(&s.state, super::session::SessionState::Binding { slot: s2, .. } if *s2 == slot)
-                || s.link().is_some_and(|l: &Link| l.slot == slot))
+            .filter(|s| {
+                matches!(&s.state, SessionState::Binding { slot: s2, .. } if *s2 == slot)
+                    || s.link().is_some_and(|l| l.slot == slot)
+            })
             .map(|s| s.id.clone())
             .collect();
         for sid in affected {

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::backend::{BackendState, Pending, SessionRoute};
 use super::session::{Link, Reply, SessionState};
-use super::{Connection, Event};
+use super::{ConnId, Event, Hub};
 use crate::acp::frame::{json_string_literal, Frame, FrameKind};
 use crate::acp::message::{RpcError, INTERNAL_ERROR, METHOD_NOT_FOUND};
 use crate::acp::models::{ModelMenu, ModelSelector};
@@ -40,7 +40,7 @@ fn error_of(value: &Value) -> Option<RpcError> {
     Some(rpc)
 }
 
-impl Connection {
+impl Hub {
     /// Starts binding `sid` to `agent` with `model`; `first` is the frame that asked, if it has
     /// to be replayed once the bind is done.
     pub(super) fn start_bind(
@@ -49,12 +49,12 @@ impl Connection {
         agent: AgentName,
         model: String,
         reply: Reply,
-        first: Option<Frame>,
+        first: Option<(ConnId, Frame)>,
     ) {
         self.start_bind_from(sid, agent, model, reply, first, None)
     }
 
-    /// Like [`Connection::start_bind`], switching away from `previous` (another agent's session)
+    /// Like [`Hub::start_bind`], switching away from `previous` (another agent's session)
     /// once the new one is ready.
     pub(super) fn start_bind_from(
         &mut self,
@@ -62,10 +62,11 @@ impl Connection {
         agent: AgentName,
         model: String,
         reply: Reply,
-        first: Option<Frame>,
+        first: Option<(ConnId, Frame)>,
         previous: Option<Link>,
     ) {
-        let slot = self.ensure_backend(&agent);
+        let holder = self.sessions.get(sid).and_then(|s| s.holder);
+        let slot = self.ensure_backend(&agent, holder);
         let attempt = self.next_bind_attempt;
         self.next_bind_attempt += 1;
         let Some(session) = self.sessions.get_mut(sid) else {
@@ -85,24 +86,19 @@ impl Connection {
         let Some(backend) = self.backends.get_mut(&slot) else {
             return;
         };
+        backend.idle_epoch = None;
         if backend.state == BackendState::Ready {
             self.open_backend_session(slot, sid);
         } else {
             backend.waiting.push(sid.clone());
         }
-        let (events, session, timeout) = (
-            self.events.clone(),
-            sid.clone(),
+        self.after(
             self.server.config.bind_timeout,
+            Event::BindTimeout {
+                session: sid.clone(),
+                attempt,
+            },
         );
-        self.server.tracker.spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(timeout) => {
-                    let _ = events.send(Event::BindTimeout { session, attempt }).await;
-                }
-                _ = events.closed() => {}
-            }
-        });
     }
 
     pub(super) fn on_backend_initialized(&mut self, slot: u32, frame: Frame) {
@@ -126,9 +122,11 @@ impl Connection {
         for sid in std::mem::take(&mut backend.waiting) {
             self.open_backend_session(slot, &sid);
         }
+        self.keep_spares();
     }
 
-    /// Sends the agent-side `session/new` with the client's own params.
+    /// Sends the agent-side `session/new` with the client's own params, or takes the agent's
+    /// spare session when it was opened with the same params.
     fn open_backend_session(&mut self, slot: u32, sid: &Arc<str>) {
         let Some(session) = self.sessions.get(sid) else {
             return;
@@ -145,10 +143,30 @@ impl Connection {
             }
         }
         let (reattach, literal) = (session.reattach.clone(), session.literal.clone());
+        if reattach.is_none() {
+            if let Some((result, early)) = self.take_spare(slot, &params) {
+                tracing::info!(session = %sid, "binding to a spare session");
+                self.session_opened(slot, sid, result);
+                for frame in early {
+                    self.on_backend_frame(slot, frame);
+                }
+                return;
+            }
+        }
+        let replayed = self
+            .sessions
+            .get_mut(sid)
+            .is_some_and(|s| s.transcript.entries().next().is_some());
         let Some(backend) = self.backends.get_mut(&slot) else {
             return;
         };
-        if let Some((_, backend_sid)) = reattach {
+        if let Some((method, backend_sid)) = reattach {
+            if method == "session/load" && replayed {
+                // The client has the history from the proxy's transcript already.
+                if let Some(session) = self.sessions.get_mut(sid) {
+                    session.suppress_replay = true;
+                }
+            }
             // A load replays the conversation before it answers: the route must exist first.
             params["sessionId"] = json!(backend_sid);
             backend.routes.insert(
@@ -169,11 +187,19 @@ impl Connection {
     }
 
     pub(super) fn on_backend_session(&mut self, slot: u32, sid: &Arc<str>, frame: Frame) {
+        if let Some(session) = self.sessions.get_mut(sid) {
+            session.suppress_replay = false;
+        }
         let value = frame.to_value().unwrap_or(Value::Null);
         if let Some(error) = error_of(&value) {
             return self.bind_failed(sid, error);
         }
         let result = value.get("result").cloned().unwrap_or(Value::Null);
+        self.session_opened(slot, sid, result);
+    }
+
+    /// The agent's session for `sid` exists: remember it, then select the model.
+    fn session_opened(&mut self, slot: u32, sid: &Arc<str>, result: Value) {
         // A reopened session keeps the agent's id (load and resume answer without one).
         let reattached = self
             .sessions
@@ -286,7 +312,11 @@ impl Connection {
                 .get(sid)
                 .is_some_and(|s| matches!(s.state, SessionState::Bound(_)));
             if bound {
-                return self.reply_error(reply.client_id().map(|b| &b[..]), &error);
+                if let Some((conn, id)) = reply.asker() {
+                    let id = id.clone();
+                    self.reply_error(conn, Some(&id), &error);
+                }
+                return;
             }
             return self.bind_failed(sid, error);
         }
@@ -325,7 +355,7 @@ impl Connection {
             queue = q;
             session.state = SessionState::Bound(link);
             tracing::info!(session = %sid, agent = %agent, model, "bound");
-            self.server.session_bound(self.id, sid, &agent);
+            self.server.session_bound(sid, &agent);
             switched_from = previous;
         }
         if let Some(previous) = switched_from {
@@ -354,19 +384,28 @@ impl Connection {
         };
         let options = session.config_options();
         match reply {
-            Reply::ConfigOptions(id) => self.reply_result(&id, &json!({"configOptions": options})),
-            Reply::Empty(id) => self.reply_result(&id, &json!({})),
-            Reply::Reattached(id) => {
+            Reply::ConfigOptions(conn, id) => {
+                self.reply_result(conn, &id, &json!({"configOptions": options}))
+            }
+            Reply::Empty(conn, id) => self.reply_result(conn, &id, &json!({})),
+            Reply::Reattached(conn, id) => {
                 let legacy = session.catalog.legacy_models(&session.model);
-                self.reply_result(&id, &json!({"configOptions": options, "models": legacy}));
+                self.reply_result(
+                    conn,
+                    &id,
+                    &json!({"configOptions": options, "models": legacy}),
+                );
             }
             Reply::Notify => {
-                let params = json!({"sessionId": &**sid, "update": {"sessionUpdate": "config_option_update", "configOptions": options}});
-                self.notify_client("session/update", &params);
+                let update =
+                    json!({"sessionUpdate": "config_option_update", "configOptions": options});
+                self.session_update(sid, update);
             }
         }
-        for frame in queue {
-            self.on_client_frame(frame);
+        self.refresh_consumers();
+        self.keep_spares();
+        for (conn, frame) in queue {
+            self.on_client_frame(conn, frame);
         }
     }
 
@@ -381,9 +420,11 @@ impl Connection {
                 if let Some(backend) = self.backends.get_mut(slot) {
                     backend.routes.remove(&backend_sid);
                 }
-                let id = reply.client_id().cloned();
+                let asker = reply.asker().map(|(c, id)| (c, id.clone()));
                 self.sessions.remove(sid);
-                self.reply_error(id.as_deref(), &error);
+                if let Some((conn, id)) = asker {
+                    self.reply_error(conn, Some(&id), &error);
+                }
             }
             return;
         }
@@ -411,7 +452,7 @@ impl Connection {
                 session.state = SessionState::Bound(previous);
             }
         } else {
-            self.server.session_unbound(self.id, sid);
+            self.server.session_unbound(sid);
         }
         match state {
             SessionState::Binding {
@@ -421,12 +462,13 @@ impl Connection {
                 ..
             } => {
                 tracing::warn!(session = %sid, agent = %agent, "bind failed: {}", error.message);
-                if let Some(id) = reply.client_id() {
-                    self.reply_error(Some(id), &error);
+                if let Some((conn, id)) = reply.asker() {
+                    let id = id.clone();
+                    self.reply_error(conn, Some(&id), &error);
                 }
-                for frame in queue {
+                for (conn, frame) in queue {
                     if frame.kind() == FrameKind::Request {
-                        self.reply_error(frame.id_raw().as_deref(), &error);
+                        self.reply_error(conn, frame.id_raw().as_deref(), &error);
                     }
                 }
             }
@@ -438,32 +480,59 @@ impl Connection {
     }
 
     /// Lets go of the agent session a switch moved away from: its turn is cancelled, it is
-    /// closed where the agent supports that, late frames from it are dropped, and the user is
-    /// told that the conversation did not come along.
+    /// closed where the agent supports that, and late frames from it are dropped. The
+    /// conversation so far goes to the new agent with the next prompt (unless
+    /// `TEROK_ACP_SWITCH_CONTEXT=off`), and the user is told either way.
     fn retire(&mut self, sid: &Arc<str>, previous: Link, agent: &AgentName, model: &str) {
         if let Some(backend) = self.backends.get_mut(&previous.slot) {
             backend.routes.remove(&previous.backend_sid);
             backend.retired.insert(previous.backend_sid.clone());
             let params = json!({"sessionId": previous.backend_sid});
             crate::acp::message::write_notification(&mut backend.buf, "session/cancel", &params);
-            if backend
-                .init_result
-                .pointer("/agentCapabilities/sessionCapabilities/close")
-                .is_some_and(|c| !c.is_null())
-            {
-                backend.request("session/close", &params, Pending::Ignore);
-            }
         }
+        self.close_agent_session(previous.slot, &previous.backend_sid);
         tracing::info!(session = %sid, from = %previous.agent, to = %agent, "switched agents");
-        let text = format!(
-            "Switched from {} to {}. The conversation so far stays with {}; {} starts without it.",
-            previous.agent,
-            namespaced(agent, model),
-            previous.agent,
-            agent
-        );
-        let params = json!({"sessionId": &**sid, "update": {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}}});
-        self.notify_client("session/update", &params);
+        let handover = self.server.config.switch_context
+            && self
+                .sessions
+                .get_mut(sid)
+                .is_some_and(|s| s.transcript.entries().next().is_some());
+        let text = if handover {
+            if let Some(session) = self.sessions.get_mut(sid) {
+                session.handover = Some(super::handover::context(
+                    &mut session.transcript,
+                    Some(&previous.agent),
+                ));
+            }
+            format!(
+                "Switched from {} to {}. The conversation so far is handed to {} with your next message.",
+                previous.agent,
+                namespaced(agent, model),
+                agent
+            )
+        } else {
+            format!(
+                "Switched from {} to {}. The conversation so far stays with {}; {} starts without it.",
+                previous.agent,
+                namespaced(agent, model),
+                previous.agent,
+                agent
+            )
+        };
+        let update = json!({"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}});
+        self.session_update(sid, update);
+    }
+
+    /// Closes an agent session nobody will use again, where the agent supports that.
+    pub(super) fn close_agent_session(&mut self, slot: u32, backend_sid: &str) {
+        let Some(backend) = self.backends.get_mut(&slot) else {
+            return;
+        };
+        backend.routes.remove(backend_sid);
+        if backend.supports("sessionCapabilities/close") {
+            let params = json!({"sessionId": backend_sid});
+            backend.request("session/close", &params, Pending::Ignore);
+        }
     }
 
     pub(super) fn on_bind_timeout(&mut self, sid: &Arc<str>, attempt: u64) {

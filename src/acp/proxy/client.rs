@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::session::{Reply, Session, SessionState};
-use super::{Connection, Event};
+use super::{ConnId, Event, Hub};
 use crate::acp::frame::{Frame, FrameKind};
 use crate::acp::lines::Line;
 use crate::acp::message::{
@@ -22,8 +22,8 @@ use crate::acp::message::{
 use crate::acp::method::Method;
 use crate::acp::picker::{Catalog, MODEL_OPTION_ID};
 
-impl Connection {
-    pub(super) fn on_client_line(&mut self, line: Line) {
+impl Hub {
+    pub(super) fn on_client_line(&mut self, conn: ConnId, line: Line) {
         let raw = match line {
             Line::Frame(raw) => raw,
             Line::Overlong(len) => {
@@ -38,7 +38,7 @@ impl Connection {
                         self.server.config.max_frame
                     ),
                 );
-                self.reply_error(None, &error);
+                self.reply_error(conn, None, &error);
                 return;
             }
         };
@@ -48,39 +48,39 @@ impl Connection {
         match Frame::parse(raw) {
             Ok(frame) => {
                 self.trace_frame("<-", "client", &frame);
-                self.on_client_frame(frame);
+                self.on_client_frame(conn, frame);
             }
             Err(e) => {
-                tracing::warn!("bad frame from client: {e}");
+                tracing::warn!(conn, "bad frame from client: {e}");
                 let id = e.reply_id().cloned();
-                self.reply_error(id.as_deref(), &RpcError::new(e.code(), e.to_string()));
+                self.reply_error(conn, id.as_deref(), &RpcError::new(e.code(), e.to_string()));
             }
         }
     }
 
-    pub(super) fn on_client_frame(&mut self, frame: Frame) {
+    pub(super) fn on_client_frame(&mut self, conn: ConnId, frame: Frame) {
         if frame.kind() == FrameKind::Response {
-            return self.on_client_response(frame);
+            return self.on_client_response(conn, frame);
         }
         let is_request = frame.kind() == FrameKind::Request;
         match (frame.method(), is_request) {
-            (Some(Method::Initialize), true) => self.on_initialize(frame),
-            (Some(Method::SessionNew), true) => self.on_session_new(frame),
-            (Some(Method::SessionSetConfigOption), true) => self.on_set_config_option(frame),
-            (Some(Method::SessionSetModel), true) => self.on_set_model(frame),
-            (Some(Method::CancelRequest), false) => self.on_cancel_request(frame),
-            (Some(Method::Authenticate), true) => self.on_authenticate(frame),
-            (Some(Method::SessionLoad), true) => self.on_reattach(frame, "session/load"),
-            (Some(Method::SessionResume), true) => self.on_reattach(frame, "session/resume"),
-            (Some(Method::SessionList), true) => self.on_list(frame),
-            (Some(Method::SessionClose), true) => self.on_close(frame),
-            (Some(Method::SessionDelete), true) => self.on_delete(frame),
-            _ => self.route(frame),
+            (Some(Method::Initialize), true) => self.on_initialize(conn, frame),
+            (Some(Method::SessionNew), true) => self.on_session_new(conn, frame),
+            (Some(Method::SessionSetConfigOption), true) => self.on_set_config_option(conn, frame),
+            (Some(Method::SessionSetModel), true) => self.on_set_model(conn, frame),
+            (Some(Method::CancelRequest), false) => self.on_cancel_request(conn, frame),
+            (Some(Method::Authenticate), true) => self.on_authenticate(conn, frame),
+            (Some(Method::SessionLoad), true) => self.on_reattach(conn, frame, "session/load"),
+            (Some(Method::SessionResume), true) => self.on_reattach(conn, frame, "session/resume"),
+            (Some(Method::SessionList), true) => self.on_list(conn, frame),
+            (Some(Method::SessionClose), true) => self.on_close(conn, frame),
+            (Some(Method::SessionDelete), true) => self.on_delete(conn, frame),
+            _ => self.route(conn, frame),
         }
     }
 
     /// Params of a frame whose payload the proxy has to read, or an error for the client.
-    fn params_of(&mut self, frame: &Frame) -> Option<Value> {
+    pub(super) fn params_of(&mut self, conn: ConnId, frame: &Frame) -> Option<Value> {
         match frame.to_value() {
             Ok(mut value) => Some(
                 value
@@ -90,6 +90,7 @@ impl Connection {
             ),
             Err(e) => {
                 self.reply_error(
+                    conn,
                     frame.id_raw().as_deref(),
                     &RpcError::new(INVALID_PARAMS, e.to_string()),
                 );
@@ -98,21 +99,25 @@ impl Connection {
         }
     }
 
-    fn on_initialize(&mut self, frame: Frame) {
-        let Some(params) = self.params_of(&frame) else {
+    fn on_initialize(&mut self, conn: ConnId, frame: Frame) {
+        let Some(params) = self.params_of(conn, &frame) else {
             return;
         };
         let Some(id) = frame.id_raw() else { return };
         if !params.is_object() {
             return self.reply_error(
+                conn,
                 Some(&id),
                 &RpcError::new(INVALID_PARAMS, "initialize params must be an object"),
             );
         }
-        self.client_init = Some(params);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.client_init = Some(params);
+        }
         // The answer merges what the agents can do, so it waits for their probes (instant once
         // the cache is warm).
-        self.after_catalog(move |outcome| Event::InitializeReady {
+        self.after_catalog(conn, move |outcome| Event::InitializeReady {
+            conn,
             client_id: id,
             outcome,
         });
@@ -122,22 +127,26 @@ impl Connection {
     /// the outcome back as the event `make` builds; the request counts as open until then.
     fn after_catalog(
         &mut self,
+        conn: ConnId,
         make: impl FnOnce(Result<Catalog, crate::acp::server::CatalogError>) -> Event + Send + 'static,
     ) {
-        self.deferred += 1;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.deferred += 1;
+        }
         let (server, events) = (self.server.clone(), self.events.clone());
         self.server.tracker.spawn(async move {
             tokio::select! {
                 outcome = server.catalog() => {
                     let _ = events.send(make(outcome)).await;
                 }
-                _ = events.closed() => {}
+                _ = server.shutdown.cancelled() => {}
             }
         });
     }
 
     pub(super) fn on_initialize_ready(
         &mut self,
+        conn: ConnId,
         client_id: Bytes,
         outcome: Result<Catalog, crate::acp::server::CatalogError>,
     ) {
@@ -151,25 +160,30 @@ impl Connection {
             }
         };
         let result = initialize_result(&self.server.runtime.describe(), &catalog);
-        self.catalog = Some(Arc::new(catalog));
-        self.reply_result(&client_id, &result);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.catalog = Some(Arc::new(catalog));
+        }
+        self.reply_result(conn, &client_id, &result);
     }
 
-    /// `authenticate` with an `agent:methodId` goes to that agent, started if need be.
-    fn on_authenticate(&mut self, frame: Frame) {
-        let Some(params) = self.params_of(&frame) else {
+    /// `authenticate` with an `agent:methodId` goes to that agent, started if need be, with
+    /// every field the client sent (`_meta` included) and the agent's own method id.
+    fn on_authenticate(&mut self, conn: ConnId, frame: Frame) {
+        let Some(mut params) = self.params_of(conn, &frame) else {
             return;
         };
         let Some(id) = frame.id_raw() else { return };
         let Some(method_id) = params.get("methodId").and_then(Value::as_str) else {
             return self.reply_error(
+                conn,
                 Some(&id),
                 &RpcError::new(INVALID_PARAMS, "authenticate needs a methodId"),
             );
         };
         let resolved = self
-            .catalog
-            .as_ref()
+            .conns
+            .get(&conn)
+            .and_then(|c| c.catalog.as_ref())
             .and_then(|c| c.resolve_auth(method_id));
         let Some((agent, bare)) = resolved else {
             let error = RpcError::new(
@@ -178,21 +192,26 @@ impl Connection {
                     "unknown auth method {method_id:?}; expected agent:methodId from initialize"
                 ),
             );
-            return self.reply_error(Some(&id), &error);
+            return self.reply_error(conn, Some(&id), &error);
         };
-        let slot = self.ensure_backend(&agent);
+        params["methodId"] = json!(bare);
+        let slot = self.ensure_backend(&agent, Some(conn));
         let Some(backend) = self.backends.get_mut(&slot) else {
             return;
         };
+        backend.idle_epoch = None;
         backend.request_when_ready(
             "authenticate",
-            json!({"methodId": bare}),
-            super::backend::Pending::Authenticate { client_id: id },
+            params,
+            super::backend::Pending::Authenticate {
+                conn,
+                client_id: id,
+            },
         );
     }
 
     /// Refuses content the bound agent said it cannot take, instead of forwarding it.
-    pub(super) fn check_prompt(&mut self, slot: u32, frame: &Frame) -> bool {
+    pub(super) fn check_prompt(&mut self, conn: ConnId, slot: u32, frame: &Frame) -> bool {
         let Some(backend) = self.backends.get(&slot) else {
             return true;
         };
@@ -222,15 +241,15 @@ impl Connection {
                     format!("agent {} does not accept {kind} content", backend.agent),
                 )
                 .with_data(json!({"agent": backend.agent.as_str(), "capability": cap}));
-                self.reply_error(frame.id_raw().as_deref(), &error);
+                self.reply_error(conn, frame.id_raw().as_deref(), &error);
                 return false;
             }
         }
         true
     }
 
-    fn on_session_new(&mut self, frame: Frame) {
-        let Some(params) = self.params_of(&frame) else {
+    fn on_session_new(&mut self, conn: ConnId, frame: Frame) {
+        let Some(params) = self.params_of(conn, &frame) else {
             return;
         };
         let Some(id) = frame.id_raw() else { return };
@@ -238,12 +257,14 @@ impl Connection {
             params.clone(),
         ) {
             return self.reply_error(
+                conn,
                 Some(&id),
                 &RpcError::new(INVALID_PARAMS, format!("invalid session/new params: {e}")),
             );
         }
         // The catalog may need probes; wait for it off the connection task.
-        self.after_catalog(move |outcome| Event::SessionReady {
+        self.after_catalog(conn, move |outcome| Event::SessionReady {
+            conn,
             client_id: id,
             params,
             outcome: outcome.map_err(|e| e.to_rpc()),
@@ -252,37 +273,32 @@ impl Connection {
 
     pub(super) fn on_session_ready(
         &mut self,
+        conn: ConnId,
         client_id: Bytes,
         params: Value,
         outcome: Result<Catalog, RpcError>,
     ) {
         let catalog = match outcome {
             Ok(catalog) => Arc::new(catalog),
-            Err(error) => return self.reply_error(Some(&client_id), &error),
+            Err(error) => return self.reply_error(conn, Some(&client_id), &error),
         };
         let Some(model) = catalog.default_value() else {
             return self.reply_error(
+                conn,
                 Some(&client_id),
                 &RpcError::new(message::INTERNAL_ERROR, "no agent offers a model"),
             );
         };
-        let mut session = Session::new(params, catalog.clone(), model.clone());
-        if let Some(workspace) = self.server.runtime.container_workspace() {
-            let cwd = session
-                .new_params
-                .get("cwd")
-                .and_then(Value::as_str)
-                .unwrap_or("/");
-            match crate::acp::paths::PathMap::for_session(
-                cwd,
-                &workspace,
-                self.server.config.extra_paths.clone(),
-            ) {
-                Ok(map) => session.paths = Some(Arc::new(map)),
-                Err(e) => {
-                    tracing::warn!("cannot map {cwd} to {workspace}: {e}; paths pass unchanged")
-                }
-            }
+        let mut session = Session::new(
+            params,
+            catalog.clone(),
+            model.clone(),
+            self.server.config.transcript_bytes,
+        );
+        session.holder = Some(conn);
+        self.map_paths(&mut session, true);
+        if let Some(cwd) = session.new_params.get("cwd").and_then(Value::as_str) {
+            self.latest_cwd = Some(cwd.to_owned());
         }
         let result = json!({
             "sessionId": &*session.id,
@@ -291,68 +307,109 @@ impl Connection {
         });
         tracing::info!(session = %session.id, agents = catalog.agents().len(), "session opened");
         self.sessions.insert(session.id.clone(), session);
-        self.reply_result(&client_id, &result);
+        self.reply_result(conn, &client_id, &result);
+        self.keep_spares();
     }
 
-    fn on_set_config_option(&mut self, frame: Frame) {
-        let Some(params) = self.params_of(&frame) else {
+    /// Gives a session of an agent in a container its host ↔ container path map.
+    pub(super) fn map_paths(&self, session: &mut Session, warn: bool) {
+        let Some(workspace) = self.server.runtime.container_workspace() else {
+            return;
+        };
+        let cwd = session
+            .new_params
+            .get("cwd")
+            .and_then(Value::as_str)
+            .unwrap_or("/")
+            .to_owned();
+        match crate::acp::paths::PathMap::for_session(
+            &cwd,
+            &workspace,
+            self.server.config.extra_paths.clone(),
+        ) {
+            Ok(map) => session.paths = Some(Arc::new(map)),
+            Err(e) if warn => {
+                tracing::warn!("cannot map {cwd} to {workspace}: {e}; paths pass unchanged")
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn on_set_config_option(&mut self, conn: ConnId, frame: Frame) {
+        let Some(params) = self.params_of(conn, &frame) else {
             return;
         };
         let Some(id) = frame.id_raw() else { return };
         if params.get("configId").and_then(Value::as_str) != Some(MODEL_OPTION_ID) {
             // The agent's own options (mode, thought level, ...) go to the agent.
-            return self.route(frame);
+            return self.route(conn, frame);
         }
         let Some(value) = params.get("value").and_then(Value::as_str) else {
             return self.reply_error(
+                conn,
                 Some(&id),
                 &RpcError::new(INVALID_PARAMS, "the model option takes a string value"),
             );
         };
         self.pick(
+            conn,
             frame.clone(),
             &params,
             value.to_owned(),
-            Reply::ConfigOptions(id),
+            Reply::ConfigOptions(conn, id),
         );
     }
 
-    fn on_set_model(&mut self, frame: Frame) {
-        let Some(params) = self.params_of(&frame) else {
+    fn on_set_model(&mut self, conn: ConnId, frame: Frame) {
+        let Some(params) = self.params_of(conn, &frame) else {
             return;
         };
         let Some(id) = frame.id_raw() else { return };
         let Some(value) = params.get("modelId").and_then(Value::as_str) else {
             return self.reply_error(
+                conn,
                 Some(&id),
                 &RpcError::new(INVALID_PARAMS, "session/set_model needs a modelId"),
             );
         };
-        self.pick(frame.clone(), &params, value.to_owned(), Reply::Empty(id));
+        self.pick(
+            conn,
+            frame.clone(),
+            &params,
+            value.to_owned(),
+            Reply::Empty(conn, id),
+        );
     }
 
     /// A model pick: bind the session, or change the model of the agent it is bound to.
-    fn pick(&mut self, frame: Frame, params: &Value, value: String, reply: Reply) {
-        let id = reply.client_id().cloned();
+    fn pick(&mut self, conn: ConnId, frame: Frame, params: &Value, value: String, reply: Reply) {
+        let id = reply.asker().map(|(_, id)| id.clone());
         let Some(sid) = params.get("sessionId").and_then(Value::as_str) else {
             return self.reply_error(
+                conn,
                 id.as_deref(),
                 &RpcError::new(INVALID_PARAMS, "missing sessionId"),
             );
         };
+        if !self.held_by(conn, sid, id.as_deref()) {
+            return;
+        }
         let Some(session) = self.sessions.get_mut(sid) else {
-            return self.reply_error(id.as_deref(), &unknown_session(sid));
+            return;
         };
         let pick = match session.catalog.resolve(&value) {
             Ok(pick) => pick,
             Err(e) => {
-                return self
-                    .reply_error(id.as_deref(), &RpcError::new(INVALID_PARAMS, e.to_string()))
+                return self.reply_error(
+                    conn,
+                    id.as_deref(),
+                    &RpcError::new(INVALID_PARAMS, e.to_string()),
+                )
             }
         };
         let sid = session.id.clone();
         match &mut session.state {
-            SessionState::Binding { queue, .. } => queue.push(frame),
+            SessionState::Binding { queue, .. } => queue.push((conn, frame)),
             SessionState::Unbound => {
                 self.start_bind(&sid, pick.agent.agent.clone(), pick.model, reply, None)
             }
@@ -375,42 +432,53 @@ impl Connection {
         }
     }
 
+    /// Whether `conn` holds session `sid`; if not, the client is told why (for a request).
+    pub(super) fn held_by(&mut self, conn: ConnId, sid: &str, id: Option<&[u8]>) -> bool {
+        let holder = self.sessions.get(sid).map(|s| s.holder);
+        let error = match holder {
+            Some(Some(h)) if h == conn => return true,
+            None => unknown_session(sid),
+            Some(_) => RpcError::new(
+                INVALID_REQUEST,
+                format!("session {sid} is attached to another connection; session/load or session/resume it to take it back"),
+            )
+            .with_data(json!({"sessionId": sid})),
+        };
+        if id.is_some() {
+            self.reply_error(conn, id, &error);
+        }
+        false
+    }
+
     /// Routes a request or notification to the agent of the session it names.
-    pub(super) fn route(&mut self, frame: Frame) {
+    pub(super) fn route(&mut self, conn: ConnId, frame: Frame) {
         let is_request = frame.kind() == FrameKind::Request;
         let method = frame.method().cloned().unwrap_or(Method::Other("".into()));
         let Some(sid) = frame.session_id().map(|s| s.into_owned()) else {
-            return self.route_sessionless(frame);
+            return self.route_sessionless(conn, frame);
         };
-        let Some(session) = self.sessions.get_mut(sid.as_str()) else {
-            if is_request {
-                self.reply_error(frame.id_raw().as_deref(), &unknown_session(&sid));
-            } else {
-                tracing::debug!(%method, "dropping a notification for unknown session {sid}");
+        if !self.held_by(conn, &sid, frame.id_raw().as_deref()) {
+            if !is_request {
+                tracing::debug!(%method, "dropping a notification for session {sid}, not held here");
             }
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(sid.as_str()) else {
             return;
         };
         match &mut session.state {
             SessionState::Bound(link) => {
                 let route = (link.slot, session.id.clone(), link.backend_literal.clone());
-                if method == Method::SessionPrompt && !self.check_prompt(route.0, &frame) {
-                    return;
+                if method == Method::SessionPrompt {
+                    if !self.check_prompt(conn, route.0, &frame) {
+                        return;
+                    }
+                    return self.forward_prompt(conn, route, frame);
                 }
-                let frame = match self
-                    .sessions
-                    .get(route.1.as_ref())
-                    .and_then(|s| s.paths.clone())
-                {
-                    Some(paths) if frame.contains(b"file:") => rewrite_frame(frame, |params| {
-                        for warning in paths.rewrite_client_to_agent(method.as_str(), params) {
-                            tracing::warn!("{warning}");
-                        }
-                    }),
-                    _ => frame,
-                };
-                self.forward_to_backend(route.0, frame, Some((route.1, route.2)));
+                let frame = self.to_agent_paths(&route.1, &method, frame);
+                self.forward_to_backend(route.0, conn, frame, Some((route.1, route.2)));
             }
-            SessionState::Binding { queue, .. } => queue.push(frame),
+            SessionState::Binding { queue, .. } => queue.push((conn, frame)),
             SessionState::Unbound if method == Method::SessionCancel => {
                 tracing::debug!("cancel for an unbound session: nothing to cancel");
             }
@@ -422,11 +490,12 @@ impl Connection {
                         pick.agent.agent.clone(),
                         pick.model,
                         Reply::Notify,
-                        Some(frame),
+                        Some((conn, frame)),
                     ),
                     Err(e) => {
                         if is_request {
                             self.reply_error(
+                                conn,
                                 frame.id_raw().as_deref(),
                                 &RpcError::new(INVALID_PARAMS, e.to_string()),
                             );
@@ -437,18 +506,72 @@ impl Connection {
         }
     }
 
-    /// A request without a session: the connection's only backend can take it.
-    fn route_sessionless(&mut self, frame: Frame) {
+    /// Host paths in a client frame become the container's, for sessions in a container.
+    fn to_agent_paths(&self, sid: &Arc<str>, method: &Method, frame: Frame) -> Frame {
+        match self.sessions.get(sid).and_then(|s| s.paths.clone()) {
+            Some(paths) if frame.contains(b"file:") => rewrite_frame(frame, |params| {
+                for warning in paths.rewrite_client_to_agent(method.as_str(), params) {
+                    tracing::warn!("{warning}");
+                }
+            }),
+            _ => frame,
+        }
+    }
+
+    /// A prompt starts a turn: it is recorded in the transcript, carries the conversation so
+    /// far after an agent switch, and goes to the agent.
+    fn forward_prompt(&mut self, conn: ConnId, route: (u32, Arc<str>, Bytes), frame: Frame) {
+        let (slot, sid, literal) = route;
+        let embedded = self
+            .backends
+            .get(&slot)
+            .is_some_and(|b| b.supports("promptCapabilities/embeddedContext"));
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if frame.kind() == FrameKind::Request {
+            session.turns += 1;
+        }
+        let blocks = frame
+            .to_value()
+            .ok()
+            .and_then(|mut v| v.pointer_mut("/params/prompt").map(Value::take))
+            .and_then(|v| match v {
+                Value::Array(blocks) => Some(blocks),
+                _ => None,
+            })
+            .unwrap_or_default();
+        session.transcript.record_prompt(&blocks);
+        let frame = match session.handover.take() {
+            Some(context) => {
+                tracing::info!(session = %sid, bytes = context.len(), "handing the conversation to the new agent");
+                rewrite_frame(frame, |params| {
+                    if let Some(Value::Array(prompt)) = params.get_mut("prompt") {
+                        prompt.insert(0, super::handover::block(&sid, context, embedded));
+                    }
+                })
+            }
+            None => frame,
+        };
+        let frame = self.to_agent_paths(&sid, &Method::SessionPrompt, frame);
+        self.forward_to_backend(slot, conn, frame, Some((sid, literal)));
+    }
+
+    /// A request without a session: the only agent this connection's sessions use can take it.
+    fn route_sessionless(&mut self, conn: ConnId, frame: Frame) {
         let is_request = frame.kind() == FrameKind::Request;
         let method = frame.method().map(|m| m.to_string()).unwrap_or_default();
-        let ready: Vec<u32> = self
-            .backends
-            .iter()
-            .filter(|(_, b)| b.is_ready())
-            .map(|(slot, _)| *slot)
+        let mut ready: Vec<u32> = self
+            .sessions
+            .values()
+            .filter(|s| s.holder == Some(conn))
+            .filter_map(|s| s.link().map(|l| l.slot))
+            .filter(|slot| self.backends.get(slot).is_some_and(|b| b.is_ready()))
             .collect();
+        ready.sort_unstable();
+        ready.dedup();
         match (ready.as_slice(), is_request) {
-            ([slot], _) => self.forward_to_backend(*slot, frame, None),
+            ([slot], _) => self.forward_to_backend(*slot, conn, frame, None),
             (_, true) => {
                 let reason = if ready.is_empty() {
                     "no agent is bound yet"
@@ -460,19 +583,23 @@ impl Connection {
                     format!("method not found: {method} ({reason})"),
                 )
                 .with_data(json!(method));
-                self.reply_error(frame.id_raw().as_deref(), &error);
+                self.reply_error(conn, frame.id_raw().as_deref(), &error);
             }
             (_, false) => tracing::debug!(%method, "dropping a notification without a session"),
         }
     }
 
     /// The client answers an agent→client request: back to the agent under its own id.
-    fn on_client_response(&mut self, frame: Frame) {
-        let Some(request) = frame
-            .id_u64()
+    fn on_client_response(&mut self, conn: ConnId, frame: Frame) {
+        let id = frame.id_u64();
+        let asked_here = id
+            .and_then(|id| self.agent_requests.get(&id))
+            .is_some_and(|r| r.conn == Some(conn));
+        let Some(request) = id
+            .filter(|_| asked_here)
             .and_then(|id| self.agent_requests.remove(&id))
         else {
-            tracing::warn!(id = ?frame.id_raw(), "dropping a response to an id the proxy never sent");
+            tracing::warn!(conn, id = ?frame.id_raw(), "dropping a response to an id the proxy never sent this client");
             return;
         };
         let Some(backend) = self.backends.get_mut(&request.slot) else {
@@ -484,7 +611,7 @@ impl Connection {
     }
 
     /// `$/cancel_request`: re-issued to the agent under the id the agent knows.
-    fn on_cancel_request(&mut self, frame: Frame) {
+    fn on_cancel_request(&mut self, conn: ConnId, frame: Frame) {
         let Ok(value) = frame.to_value() else { return };
         let Some(target) = value.pointer("/params/requestId") else {
             return;
@@ -493,7 +620,7 @@ impl Connection {
             return;
         };
         for backend in self.backends.values_mut() {
-            if let Some(backend_id) = backend.pending_id_of_client_request(&target) {
+            if let Some(backend_id) = backend.pending_id_of_client_request(conn, &target) {
                 let params = json!({"requestId": backend_id});
                 message::write_notification(&mut backend.buf, "$/cancel_request", &params);
                 return;

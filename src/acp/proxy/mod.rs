@@ -1,51 +1,82 @@
-//! One client connection: the aggregating proxy proper.
+//! The aggregating proxy: the daemon's agents and sessions, and the connections that view them.
 //!
-//! Each connection is one task that owns all of its state by value: the client's sessions, the
-//! backends (one wrapper process per agent, shared by the connection's sessions on that agent)
-//! and the maps that translate ids between them. The task `select!`s over three sources: lines
-//! from the client, [`Event`]s (backend frames, spawned processes, finished `session/new`
-//! probes, timeouts) and the daemon's shutdown. It never waits on a peer: everything it writes
-//! goes through an [`Outbox`], and each backend's stdout is read by its own pump task, which is
-//! where backpressure from a slow client is applied.
+//! One task, the [`Hub`], owns everything by value: the agent processes ([`backend`]), the
+//! sessions ([`session`]) and the client connections that currently look at them
+//! ([`connection`]). Agent processes and sessions belong to the daemon, not to a connection: one
+//! process per agent (and per client-capability profile) serves the sessions of every
+//! connection, a session is held by at most one connection at a time, and a connection that
+//! goes away only detaches its sessions; their turns keep running and their transcripts keep
+//! growing until a client reattaches or the detached time-to-live runs out.
 //!
-//! Submodules: [`client`] handles what the client sends, [`backend`] starts backends and handles
-//! what they send, [`bind`] is the session state machine that attaches a session to an agent.
+//! The hub `select!`s over [`Event`]s (client lines, agent frames, spawned processes, finished
+//! catalog waits, timers) and the daemon's shutdown. It never waits on a peer: everything it
+//! writes goes through an [`Outbox`], and each agent's stdout is read by its own pump task,
+//! which is where backpressure from slow clients is applied.
+//!
+//! Submodules, bottom up: [`session`] and [`backend`] hold the state; [`relay`] translates what
+//! agents send; [`bind`] attaches a session to an agent (taking a warm [`spare`] when it
+//! fits); [`client`] handles what clients send; [`routing`] reopens, lists, closes and deletes
+//! sessions; [`connection`] attaches and detaches connections; [`handover`] carries context
+//! across an agent switch.
 
 mod backend;
 mod bind;
 mod client;
+mod connection;
+mod handover;
+mod list;
+mod relay;
 mod routing;
 mod session;
+mod spare;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
-use tokio::net::UnixStream;
 use tokio::sync::mpsc;
-use tracing::Instrument;
 
 use super::frame::Frame;
-use super::lines::LineReader;
+use super::lines::Line;
 use super::message::{self, RpcError};
 use super::outbox::Outbox;
 use super::picker::Catalog;
+use super::runtime::AgentName;
 use super::server::{FrameDebug, Server};
 use backend::{Backend, BackendEvent};
+use connection::Conn;
 use session::Session;
 
-/// Events a connection task may have queued: each backend batch is up to one read (64 KiB).
-const EVENT_QUEUE: usize = 4;
+pub use connection::serve_connection;
 
-/// Something that happened outside the client stream.
+/// A connection's number, unique for the daemon's lifetime.
+pub type ConnId = u64;
+
+/// How many events may queue for the hub: each agent batch is up to one read (64 KiB).
+const EVENT_QUEUE: usize = 64;
+
+/// Something that happened outside the hub.
 enum Event {
+    Connected {
+        conn: ConnId,
+        outbox: Outbox,
+    },
+    ClientLines {
+        conn: ConnId,
+        lines: Vec<Line>,
+    },
+    /// The connection's socket read EOF, a read or a write failed: it is gone.
+    Disconnected {
+        conn: ConnId,
+    },
     Backend {
         slot: u32,
         event: BackendEvent,
     },
     /// The catalog a deferred `session/new` waited for.
     SessionReady {
+        conn: ConnId,
         client_id: Bytes,
         params: Value,
         outcome: Result<Catalog, RpcError>,
@@ -57,46 +88,64 @@ enum Event {
     },
     /// The catalog a deferred `initialize` waited for.
     InitializeReady {
+        conn: ConnId,
         client_id: Bytes,
         outcome: Result<Catalog, super::server::CatalogError>,
     },
     /// The set of usable agents or their models changed.
     CatalogChanged(Catalog),
+    /// A detached session's time-to-live may have run out.
+    DetachExpired {
+        session: Arc<str>,
+        epoch: u64,
+    },
+    /// An agent process may have served no session for its idle time.
+    IdleExpired {
+        slot: u32,
+        epoch: u64,
+    },
 }
 
-/// An agent→client request in flight, by the id the client saw.
+/// An agent→client request in flight, by the id the client saw (unique daemon-wide).
 struct AgentRequest {
     slot: u32,
     backend_id: Bytes,
     method: super::method::Method,
+    /// The proxy session it concerns, when it names one.
+    session: Option<Arc<str>>,
+    /// The connection it was asked of; `None` while it waits for a client to attach.
+    conn: Option<ConnId>,
+    /// The frame as the client sees it (ids and session spliced), to ask again on reattach.
+    frame: Bytes,
 }
 
-struct Connection {
+/// The daemon's agents, sessions and connections.
+struct Hub {
     server: Arc<Server>,
-    id: u64,
-    client: Outbox,
-    /// Frames for the client, sent as one batch when the current event is handled.
-    client_buf: BytesMut,
     events: mpsc::Sender<Event>,
-    /// The client's own `initialize` params, replayed to every backend.
-    client_init: Option<Value>,
+    conns: HashMap<ConnId, Conn>,
     sessions: HashMap<Arc<str>, Session>,
     backends: HashMap<u32, Backend>,
-    /// The live backend of each agent.
-    slots: HashMap<super::runtime::AgentName, u32>,
+    /// The live backend of each agent and client-capability profile.
+    slots: HashMap<(AgentName, Arc<str>), u32>,
     next_slot: u32,
     agent_requests: HashMap<u64, AgentRequest>,
     next_agent_request: u64,
-    /// `session/new` requests waiting for the catalog.
-    deferred: usize,
     next_bind_attempt: u64,
-    /// The latest catalog this connection has seen (for auth methods and live updates).
-    catalog: Option<Arc<Catalog>>,
-    /// The client has closed its sending side.
-    client_eof: bool,
     /// Aggregated `session/list` requests waiting for their agents.
-    lists: HashMap<u64, routing::ListAggregate>,
+    lists: HashMap<u64, list::ListAggregate>,
     next_list: u64,
+    /// Tells stale timers from current ones.
+    next_epoch: u64,
+    /// The `cwd` of the latest `session/new`, where spares are opened on the local runtime.
+    latest_cwd: Option<String>,
+    /// The latest catalog the hub has seen.
+    catalog: Option<Arc<Catalog>>,
+    /// Agents whose process was started ahead of their first bind.
+    warmed: std::collections::HashSet<AgentName>,
+    /// Timers (bind deadlines, detached and idle times): events that fire later. Stale ones
+    /// are recognised by their epoch or attempt and do nothing.
+    timers: tokio_util::time::DelayQueue<Event>,
 }
 
 /// Answers an agent's question to the client as cancelled.
@@ -105,127 +154,124 @@ fn cancel_agent_request(buf: &mut BytesMut, method: &super::method::Method, back
         let result = serde_json::json!({"outcome": {"outcome": "cancelled"}});
         message::write_result(buf, backend_id, &result);
     } else {
-        let error = RpcError::new(message::REQUEST_CANCELLED, "the client is gone");
+        let error = RpcError::new(message::REQUEST_CANCELLED, "nobody is there to answer");
         message::write_error(buf, Some(backend_id), &error);
     }
 }
 
-/// Serves one client until it leaves or the daemon shuts down.
-pub async fn serve_connection(server: Arc<Server>, stream: UnixStream) {
-    let id = server.next_connection_id();
-    // Only the daemon's own user (and users explicitly allowed) may talk to its agents.
-    match stream.peer_cred() {
-        Ok(cred) if server.config.allows_uid(cred.uid()) => {}
-        Ok(cred) => {
-            tracing::warn!(
-                uid = cred.uid(),
-                pid = cred.pid(),
-                "refused a connection from another user"
-            );
-            return;
-        }
-        Err(e) => {
-            tracing::warn!("refused a connection whose peer cannot be identified: {e}");
-            return;
-        }
-    }
-    // Runs even when the connection task panics: its sessions leave the `.bound` marker.
-    struct Ended(Arc<Server>, u64);
-    impl Drop for Ended {
-        fn drop(&mut self) {
-            self.0.connection_ended(self.1);
-        }
-    }
-    let _ended = Ended(server.clone(), id);
-    let span = tracing::info_span!("conn", id);
-    run(server, stream, id).instrument(span).await
-}
-
-async fn run(server: Arc<Server>, stream: UnixStream, id: u64) {
-    tracing::debug!("client connected");
-    let (read, write) = stream.into_split();
-    let client = Outbox::spawn(write, &server.tracker, format!("client {id}"));
-    // Small, so that a backend streaming faster than the client reads waits in its pump (where
-    // the outbox watermark applies) instead of piling batches up here.
-    let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
-    let mut conn = Connection {
+/// Starts the hub of `server`; connections reach it through the returned sender.
+pub fn spawn_hub(server: Arc<Server>) -> HubHandle {
+    let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+    let hub = Hub {
         server: server.clone(),
-        id,
-        client,
-        client_buf: BytesMut::with_capacity(64 * 1024),
-        events: events_tx,
-        client_init: None,
+        events: events_tx.clone(),
+        conns: HashMap::new(),
         sessions: HashMap::new(),
         backends: HashMap::new(),
         slots: HashMap::new(),
         next_slot: 0,
         agent_requests: HashMap::new(),
         next_agent_request: 0,
-        deferred: 0,
         next_bind_attempt: 0,
-        catalog: None,
-        client_eof: false,
         lists: HashMap::new(),
         next_list: 0,
+        next_epoch: 0,
+        latest_cwd: None,
+        catalog: None,
+        warmed: Default::default(),
+        timers: tokio_util::time::DelayQueue::new(),
     };
-    let mut changes = server.cache.subscribe();
-    let mut reader = LineReader::new(read, server.config.max_frame);
-    let mut client_eof = false;
-    loop {
-        tokio::select! {
-            biased;
-            _ = server.shutdown.cancelled() => {
-                conn.fail_open_requests();
-                conn.flush();
-                break;
-            }
-            Some(event) = events.recv() => conn.on_event(event),
-            Ok(()) = changes.changed() => conn.refresh_catalog(),
-            read = reader.fill(), if !client_eof => {
-                if !matches!(read, Ok(true)) {
-                    client_eof = true;
-                }
-                while let Some(line) = reader.next_buffered() {
-                    conn.on_client_line(line);
-                }
-                if client_eof {
-                    if let Some(line) = reader.take_tail() {
-                        conn.on_client_line(line);
-                    }
-                    tracing::debug!("client closed its side");
-                    conn.client_stopped_sending();
-                }
-            }
-        }
-        conn.flush();
-        // A client that half-closed still gets the answers to what it asked.
-        if client_eof && (conn.is_idle() || conn.client.is_closed()) {
-            break;
-        }
-    }
-    conn.close();
-    tracing::debug!("client disconnected");
+    let span = tracing::info_span!("hub");
+    server
+        .tracker
+        .spawn(tracing::Instrument::instrument(hub.run(events), span));
+    HubHandle { events: events_tx }
 }
 
-impl Connection {
+/// What a connection task needs to reach the hub.
+#[derive(Clone)]
+pub struct HubHandle {
+    events: mpsc::Sender<Event>,
+}
+
+impl Hub {
+    async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+        let mut changes = self.server.cache.subscribe();
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.server.shutdown.cancelled() => break,
+                Some(expired) = futures::StreamExt::next(&mut self.timers), if !self.timers.is_empty() => {
+                    self.on_event(expired.into_inner());
+                }
+                Some(event) = events.recv() => {
+                    let conn = event.connection();
+                    // A panic handling one event must not take every session down with it:
+                    // the connection that sent it is dropped, the hub serves on.
+                    let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.on_event(event)
+                    }));
+                    if let Err(panic) = handled {
+                        tracing::error!("handling an event panicked: {}", panic_message(&*panic));
+                        if let Some(conn) = conn {
+                            self.on_disconnected(conn);
+                        }
+                    }
+                }
+                Ok(()) = changes.changed() => self.refresh_catalog(),
+            }
+            self.flush();
+        }
+        self.shut_down();
+        self.flush();
+    }
+
     fn on_event(&mut self, event: Event) {
         match event {
+            Event::Connected { conn, outbox } => self.on_connected(conn, outbox),
+            Event::ClientLines { conn, lines } => {
+                for line in lines {
+                    self.on_client_line(conn, line);
+                }
+            }
+            Event::Disconnected { conn } => self.on_disconnected(conn),
             Event::Backend { slot, event } => self.on_backend_event(slot, event),
             Event::SessionReady {
+                conn,
                 client_id,
                 params,
                 outcome,
             } => {
-                self.deferred -= 1;
-                self.on_session_ready(client_id, params, outcome);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.deferred -= 1;
+                    self.on_session_ready(conn, client_id, params, outcome);
+                }
             }
             Event::BindTimeout { session, attempt } => self.on_bind_timeout(&session, attempt),
-            Event::InitializeReady { client_id, outcome } => {
-                self.deferred -= 1;
-                self.on_initialize_ready(client_id, outcome);
+            Event::InitializeReady {
+                conn,
+                client_id,
+                outcome,
+            } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.deferred -= 1;
+                    self.on_initialize_ready(conn, client_id, outcome);
+                }
             }
             Event::CatalogChanged(catalog) => self.on_catalog_changed(catalog),
+            Event::DetachExpired { session, epoch } => self.on_detach_expired(&session, epoch),
+            Event::IdleExpired { slot, epoch } => self.on_idle_expired(slot, epoch),
         }
+    }
+
+    fn epoch(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
+    }
+
+    /// Hands `event` to the hub again after `delay`.
+    fn after(&mut self, delay: std::time::Duration, event: Event) {
+        self.timers.insert(event, delay);
     }
 
     /// Fetches the catalog again after the cache changed.
@@ -238,7 +284,7 @@ impl Connection {
                         let _ = events.send(Event::CatalogChanged(catalog)).await;
                     }
                 }
-                _ = events.closed() => {}
+                _ = server.shutdown.cancelled() => {}
             }
         });
     }
@@ -247,6 +293,11 @@ impl Connection {
     fn on_catalog_changed(&mut self, catalog: Catalog) {
         let catalog = Arc::new(catalog);
         self.catalog = Some(catalog.clone());
+        for conn in self.conns.values_mut() {
+            if conn.catalog.is_some() {
+                conn.catalog = Some(catalog.clone());
+            }
+        }
         let values = catalog.values();
         let mut updates = Vec::new();
         for session in self.sessions.values_mut() {
@@ -265,43 +316,25 @@ impl Connection {
         }
         for (sid, options) in updates {
             tracing::info!(session = %sid, "the picker changed");
-            let params = serde_json::json!({"sessionId": &*sid, "update": {"sessionUpdate": "config_option_update", "configOptions": options}});
-            self.notify_client("session/update", &params);
+            let update = serde_json::json!({"sessionUpdate": "config_option_update", "configOptions": options});
+            self.session_update(&sid, update);
         }
+        self.keep_spares();
     }
 
     /// Sends what this event produced: one batch per peer.
     fn flush(&mut self) {
-        if !self.client_buf.is_empty() {
-            self.client.send(self.client_buf.split().freeze());
+        for conn in self.conns.values_mut() {
+            conn.flush();
         }
         for backend in self.backends.values_mut() {
             backend.flush();
         }
     }
 
-    /// Nothing is in flight that the client still waits for.
-    fn is_idle(&self) -> bool {
-        self.deferred == 0
-            && self.sessions.values().all(|s| !s.is_binding())
-            && self.backends.values().all(|b| !b.has_client_requests())
-    }
-
-    /// The client will send nothing more, so it cannot answer what the agents asked it: every
-    /// open question is answered as cancelled (a permission request with the `cancelled`
-    /// outcome, anything else with -32800), and so is any question asked from now on.
-    fn client_stopped_sending(&mut self) {
-        self.client_eof = true;
-        for (_, request) in std::mem::take(&mut self.agent_requests) {
-            if let Some(backend) = self.backends.get_mut(&request.slot) {
-                cancel_agent_request(&mut backend.buf, &request.method, &request.backend_id);
-            }
-        }
-    }
-
-    /// The daemon is stopping: every request of the client still open gets an error that says
-    /// why, instead of a connection that just closes.
-    fn fail_open_requests(&mut self) {
+    /// The daemon is stopping: every open client request gets an error that says why, turns
+    /// are cancelled, spare sessions closed, transcripts saved and agent processes ended.
+    fn shut_down(&mut self) {
         let reason = self
             .server
             .stop_reason
@@ -309,64 +342,73 @@ impl Connection {
             .map(|r| r.clone())
             .unwrap_or_default();
         let error = RpcError::new(message::INTERNAL_ERROR, reason);
-        let mut open: Vec<Bytes> = Vec::new();
+        let mut open: Vec<(ConnId, Bytes)> = Vec::new();
         for backend in self.backends.values_mut() {
             for (_, pending) in backend.pending.drain() {
-                match pending {
-                    backend::Pending::Client { client_id, .. }
-                    | backend::Pending::Authenticate { client_id }
-                    | backend::Pending::Deleted { client_id, .. } => open.push(client_id),
-                    _ => {}
+                if let Some(client) = pending.client() {
+                    open.push(client);
                 }
             }
         }
-        for session in self.sessions.values_mut() {
-            if let session::SessionState::Binding { reply, queue, .. } = &mut session.state {
-                open.extend(reply.client_id().cloned());
+        for session in self.sessions.values() {
+            if let session::SessionState::Binding { reply, queue, .. } = &session.state {
+                open.extend(reply.asker().map(|(conn, id)| (conn, id.clone())));
                 open.extend(
                     queue
                         .iter()
-                        .filter(|f| f.kind() == super::frame::FrameKind::Request)
-                        .filter_map(|f| f.id_raw()),
+                        .filter(|(_, f)| f.kind() == super::frame::FrameKind::Request)
+                        .filter_map(|(conn, f)| f.id_raw().map(|id| (*conn, id))),
                 );
             }
         }
-        for id in open {
-            self.reply_error(Some(&id), &error);
+        for (conn, id) in open {
+            self.reply_error(conn, Some(&id), &error);
         }
-    }
-
-    /// Ends every backend of this connection: questions the agents asked the client are
-    /// answered as cancelled, their sessions are cancelled, and their processes end.
-    fn close(&mut self) {
-        self.client_stopped_sending();
+        for (_, request) in std::mem::take(&mut self.agent_requests) {
+            if let Some(backend) = self.backends.get_mut(&request.slot) {
+                cancel_agent_request(&mut backend.buf, &request.method, &request.backend_id);
+            }
+        }
+        self.save_transcripts();
+        self.close_spares();
         for (_, mut backend) in self.backends.drain() {
             backend.cancel_sessions();
             backend.flush();
             backend.terminate_after(std::time::Duration::from_millis(200), &self.server.tracker);
         }
-        for session in self.sessions.values() {
-            self.server.session_unbound(self.id, &session.id);
+        self.server.clear_bound();
+    }
+
+    // ---- writing to clients ----
+
+    fn reply_result(&mut self, conn: ConnId, id: &[u8], result: &Value) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            message::write_result(&mut c.buf, id, result);
         }
     }
 
-    // ---- writing to the client ----
-
-    fn reply_result(&mut self, id: &[u8], result: &Value) {
-        message::write_result(&mut self.client_buf, id, result);
-    }
-
-    fn reply_error(&mut self, id: Option<&[u8]>, error: &RpcError) {
+    fn reply_error(&mut self, conn: ConnId, id: Option<&[u8]>, error: &RpcError) {
         tracing::debug!(
+            conn,
             code = error.code,
             "answering with an error: {}",
             error.message
         );
-        message::write_error(&mut self.client_buf, id, error);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            message::write_error(&mut c.buf, id, error);
+        }
     }
 
-    fn notify_client(&mut self, method: &str, params: &Value) {
-        message::write_notification(&mut self.client_buf, method, params);
+    /// A `session/update` the proxy originates: recorded, and sent to the session's holder.
+    fn session_update(&mut self, sid: &Arc<str>, update: Value) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        session.transcript.record_update(update.clone());
+        if let Some(conn) = session.holder.and_then(|c| self.conns.get_mut(&c)) {
+            let params = serde_json::json!({"sessionId": &**sid, "update": update});
+            message::write_notification(&mut conn.buf, "session/update", &params);
+        }
     }
 
     fn trace_frame(&self, direction: &str, peer: &str, frame: &Frame) {
@@ -388,4 +430,27 @@ impl Connection {
             ),
         }
     }
+}
+
+impl Event {
+    /// The connection an event came from, if one.
+    fn connection(&self) -> Option<ConnId> {
+        match self {
+            Event::Connected { conn, .. }
+            | Event::ClientLines { conn, .. }
+            | Event::Disconnected { conn }
+            | Event::SessionReady { conn, .. }
+            | Event::InitializeReady { conn, .. } => Some(*conn),
+            _ => None,
+        }
+    }
+}
+
+/// The message a panic was raised with, when it is text.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a text message)")
 }

@@ -1,13 +1,14 @@
-//! Session routing by id: reopening, listing, closing and deleting sessions.
+//! Session routing by id: reopening, closing and deleting sessions.
 //!
-//! `session/load` and `session/resume` reopen a proxy session id the daemon handed out before
-//! (this connection, another one, or before a restart: the map is persisted), by binding the
-//! owning agent and asking it to reopen its own session. `session/list` asks every agent that
-//! supports it and answers with proxy ids (agent sessions never seen before get one) and one
-//! cursor that carries each agent's own. `session/close` and `session/delete` go to the owning
-//! agent. Each is refused with a clear error when that agent lacks the capability.
+//! `session/load` and `session/resume` of a session the daemon holds (attached elsewhere,
+//! detached, or kept on disk since before a restart) move it to the asking connection: a load
+//! replays the transcript as `session/update`s, both answer with the complete option list, and
+//! a turn still running streams on to the new holder. A proxy id the daemon knows only from its
+//! session map (e.g. an agent session first seen in `session/list`) is reopened through the
+//! owning agent, whose own replay then reaches the client. `session/close` and
+//! `session/delete` go to the owning agent; each is refused with a clear error when that agent
+//! lacks the capability.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,53 +17,27 @@ use serde_json::{json, Value};
 use super::backend::Pending;
 use super::client::unknown_session;
 use super::session::{Reply, Session, SessionState};
-use super::Connection;
+use super::{ConnId, Hub};
 use crate::acp::frame::Frame;
-use crate::acp::message::{RpcError, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND};
+use crate::acp::message::{self, RpcError, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND};
 use crate::acp::picker::Catalog;
 use crate::acp::probe::AgentProbe;
-use crate::acp::runtime::AgentName;
 use crate::acp::sessions::SessionRecord;
 
-/// An aggregated `session/list` waiting for its agents' answers.
-pub(super) struct ListAggregate {
-    client_id: Bytes,
-    remaining: usize,
-    sessions: Vec<Value>,
-    cursors: BTreeMap<String, String>,
-}
-
 /// Whether the agent advertised `agentCapabilities.<path>` (true, or an object).
-fn supports(probe: &AgentProbe, path: &str) -> bool {
+pub(super) fn supports(probe: &AgentProbe, path: &str) -> bool {
     probe
         .initialize
         .pointer(&format!("/agentCapabilities/{path}"))
         .is_some_and(|v| v.as_bool().unwrap_or(!v.is_null()))
 }
 
-fn encode_cursor(cursors: &BTreeMap<String, String>) -> String {
-    serde_json::to_vec(cursors)
-        .map(|v| v.iter().map(|b| format!("{b:02x}")).collect())
-        .unwrap_or_default()
-}
-
-fn decode_cursor(cursor: &str) -> Option<BTreeMap<String, String>> {
-    let bytes: Option<Vec<u8>> = (0..cursor.len())
-        .step_by(2)
-        .map(|i| {
-            cursor
-                .get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect();
-    serde_json::from_slice(&bytes?).ok()
-}
-
-impl Connection {
-    fn catalog_or_error(&mut self, id: &[u8]) -> Option<Arc<Catalog>> {
-        let catalog = self.catalog.clone();
+impl Hub {
+    pub(super) fn catalog_or_error(&mut self, conn: ConnId, id: &[u8]) -> Option<Arc<Catalog>> {
+        let catalog = self.conns.get(&conn).and_then(|c| c.catalog.clone());
         if catalog.is_none() {
             self.reply_error(
+                conn,
                 Some(id),
                 &RpcError::new(INVALID_REQUEST, "send initialize first"),
             );
@@ -71,7 +46,7 @@ impl Connection {
     }
 
     /// `session/load` / `session/resume` of a proxy session id.
-    pub(super) fn on_reattach(&mut self, frame: Frame, method: &'static str) {
+    pub(super) fn on_reattach(&mut self, conn: ConnId, frame: Frame, method: &'static str) {
         let (Ok(value), Some(id)) = (frame.to_value(), frame.id_raw()) else {
             return;
         };
@@ -82,29 +57,26 @@ impl Connection {
             .map(str::to_owned)
         else {
             return self.reply_error(
+                conn,
                 Some(&id),
                 &RpcError::new(INVALID_PARAMS, "missing sessionId"),
             );
         };
-        if self.sessions.contains_key(sid.as_str()) {
-            let error = RpcError::new(
-                INVALID_REQUEST,
-                format!("session {sid} is already open on this connection"),
-            );
-            return self.reply_error(Some(&id), &error);
+        let Some(catalog) = self.catalog_or_error(conn, &id) else {
+            return;
+        };
+        if self.sessions.contains_key(sid.as_str()) || self.restore(&sid, &catalog) {
+            return self.reattach_held(conn, id, &sid, method);
         }
         let Some(record) = self.server.sessions.get(&sid) else {
-            return self.reply_error(Some(&id), &unknown_session(&sid));
-        };
-        let Some(catalog) = self.catalog_or_error(&id) else {
-            return;
+            return self.reply_error(conn, Some(&id), &unknown_session(&sid));
         };
         let Some(probe) = catalog.agent(record.agent.as_str()).cloned() else {
             let error = RpcError::new(
-                crate::acp::message::RESOURCE_NOT_FOUND,
+                message::RESOURCE_NOT_FOUND,
                 format!("agent {} is not available", record.agent),
             );
-            return self.reply_error(Some(&id), &error);
+            return self.reply_error(conn, Some(&id), &error);
         };
         let capability = if method == "session/load" {
             "loadSession"
@@ -121,113 +93,164 @@ impl Connection {
                 ),
             )
             .with_data(json!({"agent": record.agent.as_str(), "method": method}));
-            return self.reply_error(Some(&id), &error);
+            return self.reply_error(conn, Some(&id), &error);
         }
-        let model = catalog
-            .resolve(&record.model)
-            .map(|_| record.model.clone())
-            .unwrap_or_else(|_| {
-                probe
-                    .menu
-                    .models
-                    .first()
-                    .map(|m| crate::acp::picker::namespaced(&probe.agent, &m.id))
-                    .unwrap_or_default()
-            });
-        let mut session = Session::with_id(&sid, params, catalog, model.clone());
-        if let Some(workspace) = self.server.runtime.container_workspace() {
-            let cwd = session
-                .new_params
-                .get("cwd")
-                .and_then(Value::as_str)
-                .unwrap_or("/")
-                .to_owned();
-            if let Ok(map) = crate::acp::paths::PathMap::for_session(
-                cwd,
-                &workspace,
-                self.server.config.extra_paths.clone(),
-            ) {
-                session.paths = Some(Arc::new(map));
-            }
-        }
+        let model = model_of(&catalog, &record, &probe);
+        let mut session = Session::with_id(
+            &sid,
+            params,
+            catalog,
+            model.clone(),
+            self.server.config.transcript_bytes,
+        );
+        self.map_paths(&mut session, false);
         session.reattach = Some((method, record.backend_sid.clone()));
+        session.holder = Some(conn);
         let sid = session.id.clone();
         self.sessions.insert(sid.clone(), session);
         let bare = model
             .split_once(':')
             .map(|(_, m)| m.to_owned())
             .unwrap_or_default();
-        tracing::info!(session = %sid, agent = %record.agent, method, "reopening");
+        tracing::info!(session = %sid, agent = %record.agent, method, "reopening through the agent");
         self.start_bind(
             &sid,
             record.agent.clone(),
             bare,
-            Reply::Reattached(id),
+            Reply::Reattached(conn, id),
             None,
         );
     }
 
+    /// Brings a session kept on disk (its record and transcript) back into memory, detached
+    /// and unbound: its next request reopens the agent's session, or starts a fresh one that
+    /// is handed the conversation.
+    fn restore(&mut self, sid: &str, catalog: &Arc<Catalog>) -> bool {
+        let (Some(record), Some(saved)) = (
+            self.server.sessions.get(sid),
+            self.server.sessions.load_transcript(sid),
+        ) else {
+            return false;
+        };
+        let Some(probe) = catalog.agent(record.agent.as_str()).cloned() else {
+            return false;
+        };
+        let model = model_of(catalog, &record, &probe);
+        let params =
+            json!({"cwd": record.cwd.clone().unwrap_or_else(|| "/".into()), "mcpServers": []});
+        let budget = self.server.config.transcript_bytes;
+        let mut session = Session::with_id(sid, params, catalog.clone(), model, budget);
+        session.transcript = crate::acp::transcript::Transcript::restore(saved, budget);
+        self.map_paths(&mut session, false);
+        session.reattach = if supports(&probe, "sessionCapabilities/resume") {
+            Some(("session/resume", record.backend_sid.clone()))
+        } else if supports(&probe, "loadSession") {
+            Some(("session/load", record.backend_sid.clone()))
+        } else {
+            None
+        };
+        if session.reattach.is_none() && self.server.config.switch_context {
+            session.handover = Some(super::handover::context(&mut session.transcript, None));
+        }
+        tracing::info!(session = %sid, agent = %record.agent, "restored a session from disk");
+        self.sessions.insert(session.id.clone(), session);
+        true
+    }
+
+    /// Moves a session the daemon holds to `conn`: replay (for a load), answer, then the
+    /// questions the agent asked while the session was elsewhere.
+    fn reattach_held(&mut self, conn: ConnId, id: Bytes, sid: &str, method: &'static str) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let sid = session.id.clone();
+        let mut out = bytes::BytesMut::new();
+        let mut replayed = 0usize;
+        if method == "session/load" {
+            for entry in session.transcript.entries() {
+                if let crate::acp::transcript::Entry::Update { update } = entry {
+                    let params = json!({"sessionId": &*sid, "update": update});
+                    message::write_notification(&mut out, "session/update", &params);
+                    replayed += 1;
+                }
+            }
+        }
+        let options = session.config_options();
+        let legacy = session.catalog.legacy_models(&session.model);
+        tracing::info!(session = %sid, conn, method, replayed, status = session.status(), "reattached");
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.buf.extend_from_slice(&out);
+        }
+        self.reply_result(
+            conn,
+            &id,
+            &json!({"configOptions": options, "models": legacy}),
+        );
+        self.attach(conn, &sid);
+        self.check_idle();
+    }
+
     /// `session/close`: the owning agent closes its session; the id stays known for a reload.
-    pub(super) fn on_close(&mut self, frame: Frame) {
+    pub(super) fn on_close(&mut self, conn: ConnId, frame: Frame) {
         let Some(id) = frame.id_raw() else { return };
         let Some(sid) = frame.session_id().map(|s| s.into_owned()) else {
             return self.reply_error(
+                conn,
                 Some(&id),
                 &RpcError::new(INVALID_PARAMS, "missing sessionId"),
             );
         };
-        let Some(session) = self.sessions.get(sid.as_str()) else {
-            return self.reply_error(Some(&id), &unknown_session(&sid));
+        if !self.held_by(conn, &sid, Some(&id)) {
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(sid.as_str()) else {
+            return;
         };
-        match &session.state {
+        match &mut session.state {
             SessionState::Bound(link) => {
                 let slot = link.slot;
-                let closable = self.backends.get(&slot).is_some_and(|b| {
-                    b.init_result
-                        .pointer("/agentCapabilities/sessionCapabilities/close")
-                        .is_some_and(|c| !c.is_null())
-                });
+                let closable = self
+                    .backends
+                    .get(&slot)
+                    .is_some_and(|b| b.supports("sessionCapabilities/close"));
                 if !closable {
                     let error = RpcError::new(
                         METHOD_NOT_FOUND,
                         format!("agent {} cannot close sessions", link.agent),
                     );
-                    return self.reply_error(Some(&id), &error);
+                    return self.reply_error(conn, Some(&id), &error);
                 }
                 let route = (
                     session.id.clone(),
                     link.backend_literal.clone(),
                     link.backend_sid.clone(),
                 );
-                self.forward_to_backend(slot, frame, Some((route.0.clone(), route.1)));
+                self.save_transcript(&route.0);
+                self.forward_to_backend(slot, conn, frame, Some((route.0.clone(), route.1)));
                 if let Some(backend) = self.backends.get_mut(&slot) {
                     backend.routes.remove(&route.2);
                 }
                 self.sessions.remove(&route.0);
-                self.server.session_unbound(self.id, &route.0);
+                self.server.session_unbound(&route.0);
+                self.maybe_idle(slot);
             }
-            // Nothing runs behind a session that was never bound: closing it is local.
+            // Nothing runs behind a session that is not bound: closing it is local.
             SessionState::Unbound => {
                 let sid = session.id.clone();
+                self.save_transcript(&sid);
                 self.sessions.remove(&sid);
-                self.reply_result(&id, &json!({}));
+                self.reply_result(conn, &id, &json!({}));
             }
-            SessionState::Binding { queue, .. } => {
-                let _ = queue;
-                if let Some(SessionState::Binding { queue, .. }) =
-                    self.sessions.get_mut(sid.as_str()).map(|s| &mut s.state)
-                {
-                    queue.push(frame);
-                }
-            }
+            SessionState::Binding { queue, .. } => queue.push((conn, frame)),
         }
     }
 
     /// `session/delete`: the owning agent deletes its session and the id is forgotten.
-    pub(super) fn on_delete(&mut self, frame: Frame) {
+    pub(super) fn on_delete(&mut self, conn: ConnId, frame: Frame) {
         let Some(id) = frame.id_raw() else { return };
         let Some(sid) = frame.session_id().map(|s| s.into_owned()) else {
             return self.reply_error(
+                conn,
                 Some(&id),
                 &RpcError::new(INVALID_PARAMS, "missing sessionId"),
             );
@@ -236,12 +259,12 @@ impl Connection {
             if let Some(session) = self.sessions.get(sid.as_str()) {
                 if matches!(session.state, SessionState::Unbound) {
                     self.sessions.remove(sid.as_str());
-                    return self.reply_result(&id, &json!({}));
+                    return self.reply_result(conn, &id, &json!({}));
                 }
             }
-            return self.reply_error(Some(&id), &unknown_session(&sid));
+            return self.reply_error(conn, Some(&id), &unknown_session(&sid));
         };
-        let Some(catalog) = self.catalog_or_error(&id) else {
+        let Some(catalog) = self.catalog_or_error(conn, &id) else {
             return;
         };
         let supported = catalog
@@ -252,16 +275,26 @@ impl Connection {
                 METHOD_NOT_FOUND,
                 format!("agent {} cannot delete sessions", record.agent),
             );
-            return self.reply_error(Some(&id), &error);
+            return self.reply_error(conn, Some(&id), &error);
         }
-        self.sessions.remove(sid.as_str());
-        let slot = self.ensure_backend(&record.agent);
+        if let Some(session) = self.sessions.remove(sid.as_str()) {
+            if let Some(link) = session.link() {
+                if let Some(backend) = self.backends.get_mut(&link.slot) {
+                    backend.routes.remove(&link.backend_sid);
+                }
+            }
+            self.server.session_unbound(&session.id);
+        }
+        self.server.sessions.remove_transcript(&sid);
+        let slot = self.ensure_backend(&record.agent, Some(conn));
         if let Some(backend) = self.backends.get_mut(&slot) {
+            backend.idle_epoch = None;
             let params = json!({"sessionId": record.backend_sid});
             backend.request_when_ready(
                 "session/delete",
                 params,
                 Pending::Deleted {
+                    conn,
                     client_id: id,
                     session: sid,
                 },
@@ -269,150 +302,45 @@ impl Connection {
         }
     }
 
-    /// `session/list` across every agent that supports it.
-    pub(super) fn on_list(&mut self, frame: Frame) {
-        let (Ok(value), Some(id)) = (frame.to_value(), frame.id_raw()) else {
+    /// Writes a session's transcript to disk, once it has something to keep.
+    pub(super) fn save_transcript(&mut self, sid: &Arc<str>) {
+        let Some(session) = self.sessions.get_mut(sid) else {
             return;
         };
-        let Some(catalog) = self.catalog_or_error(&id) else {
+        if session.link().is_none() && session.reattach.is_none() {
+            // Never bound: no record to come back to.
+            if self.server.sessions.get(sid).is_none() {
+                return;
+            }
+        }
+        let saved = session.transcript.save();
+        if saved.entries.is_empty() {
             return;
-        };
-        let params = value.get("params").cloned().unwrap_or(Value::Null);
-        let cursors = match params.get("cursor").and_then(Value::as_str) {
-            Some(cursor) => match decode_cursor(cursor) {
-                Some(cursors) => Some(cursors),
-                None => {
-                    return self
-                        .reply_error(Some(&id), &RpcError::new(INVALID_PARAMS, "invalid cursor"))
-                }
-            },
-            None => None,
-        };
-        let agents: Vec<AgentName> = catalog
-            .agents()
-            .iter()
-            .filter(|p| supports(p, "sessionCapabilities/list"))
-            .filter(|p| {
-                cursors
-                    .as_ref()
-                    .is_none_or(|c| c.contains_key(p.agent.as_str()))
-            })
-            .map(|p| p.agent.clone())
-            .collect();
-        if agents.is_empty() {
-            return self.reply_result(&id, &json!({"sessions": []}));
         }
-        let list = self.next_list;
-        self.next_list += 1;
-        self.lists.insert(
-            list,
-            ListAggregate {
-                client_id: id,
-                remaining: agents.len(),
-                sessions: Vec::new(),
-                cursors: BTreeMap::new(),
-            },
-        );
-        for agent in agents {
-            let mut part = json!({});
-            if let Some(cwd) = params.get("cwd") {
-                part["cwd"] = cwd.clone();
-            }
-            if let Some(cursor) = cursors.as_ref().and_then(|c| c.get(agent.as_str())) {
-                part["cursor"] = json!(cursor);
-            }
-            let slot = self.ensure_backend(&agent);
-            if let Some(backend) = self.backends.get_mut(&slot) {
-                backend.request_when_ready("session/list", part, Pending::ListPart { list });
-            }
-        }
+        self.server.sessions.save_transcript(sid, &saved);
     }
 
-    /// One agent's answer to an aggregated list (`None`: it failed and is left out).
-    pub(super) fn list_part(&mut self, list: u64, result: Option<Value>, agent: &AgentName) {
-        let Some(aggregate) = self.lists.get_mut(&list) else {
-            return;
-        };
-        aggregate.remaining -= 1;
-        if let Some(result) = result {
-            for mut info in result
-                .get("sessions")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-            {
-                let Some(backend_sid) = info
-                    .get("sessionId")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                else {
-                    continue;
-                };
-                let proxy = self
-                    .server
-                    .sessions
-                    .find(agent, &backend_sid)
-                    .unwrap_or_else(|| {
-                        // An agent session never seen before: it gets a proxy id it can be reopened by.
-                        let proxy = format!("terok-{}", uuid::Uuid::new_v4().simple());
-                        let model = self
-                            .catalog
-                            .as_ref()
-                            .and_then(|c| c.agent(agent.as_str()))
-                            .and_then(|p| p.menu.models.first())
-                            .map(|m| crate::acp::picker::namespaced(agent, &m.id))
-                            .unwrap_or_default();
-                        let cwd = info.get("cwd").and_then(Value::as_str).map(str::to_owned);
-                        self.server.sessions.put(
-                            &proxy,
-                            SessionRecord {
-                                agent: agent.clone(),
-                                backend_sid: backend_sid.clone(),
-                                model,
-                                cwd,
-                            },
-                        );
-                        proxy
-                    });
-                info["sessionId"] = json!(proxy);
-                if let Some(meta) = info.as_object_mut() {
-                    meta.entry("_meta")
-                        .or_insert_with(|| json!({}))
-                        .as_object_mut()
-                        .map(|m| m.insert("terok.agent".into(), json!(agent.as_str())));
-                }
-                aggregate.sessions.push(info);
-            }
-            if let Some(next) = result.get("nextCursor").and_then(Value::as_str) {
-                aggregate.cursors.insert(agent.to_string(), next.to_owned());
-            }
+    /// Saves every session's transcript (at shutdown).
+    pub(super) fn save_transcripts(&mut self) {
+        let sids: Vec<Arc<str>> = self.sessions.keys().cloned().collect();
+        for sid in sids {
+            self.save_transcript(&sid);
         }
-        if aggregate.remaining > 0 {
-            return;
-        }
-        let Some(aggregate) = self.lists.remove(&list) else {
-            return;
-        };
-        let mut answer = json!({"sessions": aggregate.sessions});
-        if !aggregate.cursors.is_empty() {
-            answer["nextCursor"] = json!(encode_cursor(&aggregate.cursors));
-        }
-        self.reply_result(&aggregate.client_id, &answer);
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_garbage_is_refused() {
-        let mut cursors = BTreeMap::new();
-        cursors.insert("claude".to_owned(), "page-2".to_owned());
-        cursors.insert("codex".to_owned(), r#"x"y"#.to_owned());
-        assert_eq!(decode_cursor(&encode_cursor(&cursors)), Some(cursors));
-        for bad in ["zz", "abc", "7b", ""] {
-            assert_eq!(decode_cursor(bad), None, "{bad:?}");
-        }
-    }
+/// The model a reopened session shows: its last pick where the catalog still has it, else the
+/// agent's first model.
+fn model_of(catalog: &Catalog, record: &SessionRecord, probe: &AgentProbe) -> String {
+    catalog
+        .resolve(&record.model)
+        .map(|_| record.model.clone())
+        .unwrap_or_else(|_| {
+            probe
+                .menu
+                .models
+                .first()
+                .map(|m| crate::acp::picker::namespaced(&probe.agent, &m.id))
+                .unwrap_or_default()
+        })
 }

@@ -6,12 +6,17 @@
 //! order; when the agent has opened its own session and selected the model it becomes
 //! [`SessionState::Bound`] and frames flow straight through. A failed bind, or a backend that
 //! dies, returns it to `Unbound`, from which it can bind again.
+//!
+//! Sessions belong to the daemon. `holder` names the connection that currently views one;
+//! `None` means detached: its turn may still run, and its transcript records what the client
+//! would have seen.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::ConnId;
 use crate::acp::frame::{json_string_literal, Frame};
 use crate::acp::models::ModelSelector;
 use crate::acp::picker::Catalog;
@@ -21,19 +26,22 @@ use crate::acp::runtime::AgentName;
 #[derive(Debug, Clone)]
 pub enum Reply {
     /// `session/set_config_option`: the complete option list.
-    ConfigOptions(Bytes),
+    ConfigOptions(ConnId, Bytes),
     /// Legacy `session/set_model`: an empty object.
-    Empty(Bytes),
+    Empty(ConnId, Bytes),
     /// `session/load` or `session/resume`: the complete option list and the legacy block.
-    Reattached(Bytes),
+    Reattached(ConnId, Bytes),
     /// A lazy bind: nobody asked, so the client is told through `config_option_update`.
     Notify,
 }
 
 impl Reply {
-    pub fn client_id(&self) -> Option<&Bytes> {
+    /// The connection and request id that asked, if one did.
+    pub fn asker(&self) -> Option<(ConnId, &Bytes)> {
         match self {
-            Reply::ConfigOptions(id) | Reply::Empty(id) | Reply::Reattached(id) => Some(id),
+            Reply::ConfigOptions(conn, id)
+            | Reply::Empty(conn, id)
+            | Reply::Reattached(conn, id) => Some((*conn, id)),
             Reply::Notify => None,
         }
     }
@@ -64,8 +72,9 @@ pub enum SessionState {
         agent: AgentName,
         model: String,
         reply: Reply,
-        /// Client frames for this session that arrived during the bind, in order.
-        queue: Vec<Frame>,
+        /// Client frames for this session that arrived during the bind, in order, with the
+        /// connection each came from.
+        queue: Vec<(ConnId, Frame)>,
         /// Set once the agent has opened its session.
         link: Option<Link>,
         /// Tells a stale timeout from the current one.
@@ -92,15 +101,39 @@ pub struct Session {
     /// For a session reopened by id: the method (`session/load` or `session/resume`) and the
     /// agent's session id to reopen, instead of opening a new agent session.
     pub reattach: Option<(&'static str, String)>,
+    /// The connection that views the session; `None` while detached.
+    pub holder: Option<ConnId>,
+    /// Since when, and under which timer epoch, the session is detached.
+    pub detached: Option<(std::time::Instant, u64)>,
+    /// Prompts in flight (a turn is running while this is above zero).
+    pub turns: u32,
+    /// What the client saw, for replaying to a client that reattaches.
+    pub transcript: crate::acp::transcript::Transcript,
+    /// The agent is replaying a history the proxy already replayed from its transcript: its
+    /// updates are dropped until the reopen is answered.
+    pub suppress_replay: bool,
+    /// The conversation so far, handed to the next agent with the first prompt after a switch.
+    pub handover: Option<String>,
 }
 
 impl Session {
-    pub fn new(new_params: Value, catalog: Arc<Catalog>, model: String) -> Session {
+    pub fn new(
+        new_params: Value,
+        catalog: Arc<Catalog>,
+        model: String,
+        transcript_bytes: usize,
+    ) -> Session {
         let id = format!("terok-{}", uuid::Uuid::new_v4().simple());
-        Session::with_id(&id, new_params, catalog, model)
+        Session::with_id(&id, new_params, catalog, model, transcript_bytes)
     }
 
-    pub fn with_id(id: &str, new_params: Value, catalog: Arc<Catalog>, model: String) -> Session {
+    pub fn with_id(
+        id: &str,
+        new_params: Value,
+        catalog: Arc<Catalog>,
+        model: String,
+        transcript_bytes: usize,
+    ) -> Session {
         let id: Arc<str> = id.into();
         Session {
             literal: Bytes::from(json_string_literal(&id)),
@@ -111,6 +144,12 @@ impl Session {
             state: SessionState::Unbound,
             paths: None,
             reattach: None,
+            holder: None,
+            detached: None,
+            turns: 0,
+            transcript: crate::acp::transcript::Transcript::new(transcript_bytes),
+            suppress_replay: false,
+            handover: None,
         }
     }
 
@@ -133,6 +172,20 @@ impl Session {
             SessionState::Binding { link, .. } => link.as_mut(),
             SessionState::Unbound => None,
         }
+    }
+
+    /// `running`, `idle` (held by a client) or `detached`, as `session/list` shows it.
+    pub fn status(&self) -> &'static str {
+        match (self.holder, self.turns) {
+            (None, _) => "detached",
+            (Some(_), 0) => "idle",
+            (Some(_), _) => "running",
+        }
+    }
+
+    /// Whether a turn is in progress, attached or not.
+    pub fn turn_running(&self) -> bool {
+        self.turns > 0
     }
 
     /// The complete option list the client should see now.

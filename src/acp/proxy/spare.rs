@@ -1,0 +1,160 @@
+//! Spare agent sessions: binds that start no process and wait for no handshake.
+//!
+//! Each agent process keeps one session opened ahead of time with the parameters editors send:
+//! the container's workspace as `cwd` (on the local runtime, the `cwd` of the latest
+//! `session/new`) and no MCP servers. A bind whose translated `session/new` params are the same
+//! takes it: no spawn, no `initialize`, no `session/new` on its critical path, only the model
+//! pick; a new spare is then opened in the background. Frames the agent sends for a spare
+//! before it is taken (its command list, say) are kept and delivered with it. Spares never
+//! show in `session/list`, and are closed (and deleted, where the agent can) on shutdown.
+//! An agent that fails to open one simply binds as before.
+//!
+//! The daemon also starts each agent's process once, when the catalog first lists it, so the
+//! first bind after start-up finds it warm.
+
+use serde_json::{json, Value};
+
+use super::backend::{Backend, Pending};
+use super::Hub;
+use crate::acp::frame::Frame;
+
+/// How many early frames a spare keeps for the session that takes it.
+const EARLY_FRAMES: usize = 64;
+
+pub(super) struct Spare {
+    pub backend_sid: String,
+    /// The params it was opened with; a bind must match them exactly.
+    pub params: Value,
+    /// The agent's `session/new` result.
+    pub result: Value,
+    /// Notifications the agent sent for it before it was taken.
+    pub early: Vec<Frame>,
+}
+
+impl Spare {
+    /// Lets the agent forget the spare: closed, and deleted so no list shows it.
+    pub fn close(self, backend: &mut Backend) {
+        let params = json!({"sessionId": self.backend_sid});
+        if backend.supports("sessionCapabilities/close") {
+            backend.request("session/close", &params, Pending::Ignore);
+        }
+        if backend.supports("sessionCapabilities/delete") {
+            backend.request("session/delete", &params, Pending::Ignore);
+        }
+    }
+
+    /// Keeps an early notification for the session that takes the spare.
+    pub fn keep(&mut self, frame: Frame) {
+        if self.early.len() < EARLY_FRAMES {
+            self.early.push(frame);
+        }
+    }
+}
+
+impl Hub {
+    /// The params spares are opened with, once known.
+    fn spare_params(&self) -> Option<Value> {
+        let cwd = match self.server.runtime.container_workspace() {
+            Some(workspace) => workspace,
+            None => self.latest_cwd.clone()?,
+        };
+        Some(json!({"cwd": cwd, "mcpServers": []}))
+    }
+
+    /// Starts each listed agent's process once, and keeps a current spare on every ready one.
+    pub(super) fn keep_spares(&mut self) {
+        if !self.server.config.spares {
+            return;
+        }
+        let agents: Vec<_> = self
+            .catalog
+            .as_ref()
+            .map(|c| c.agents().iter().map(|p| p.agent.clone()).collect())
+            .unwrap_or_default();
+        for agent in agents {
+            if self.warmed.insert(agent.clone()) {
+                tracing::info!(agent = %agent, "starting the agent ahead of its first bind");
+                let slot = self.ensure_backend(&agent, None);
+                self.maybe_idle(slot);
+            }
+        }
+        let Some(params) = self.spare_params() else {
+            return;
+        };
+        for backend in self.backends.values_mut() {
+            if !backend.is_ready() || backend.spare_failed {
+                continue;
+            }
+            if backend.spare.as_ref().is_some_and(|s| s.params != params) {
+                if let Some(stale) = backend.spare.take() {
+                    stale.close(backend);
+                }
+            }
+            let opening = backend
+                .pending
+                .values()
+                .any(|p| matches!(p, Pending::Spare { .. }));
+            if backend.spare.is_none() && !opening {
+                backend.request(
+                    "session/new",
+                    &params,
+                    Pending::Spare {
+                        params: params.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The agent answered a spare's `session/new`.
+    pub(super) fn on_spare_opened(&mut self, slot: u32, params: Value, frame: Frame) {
+        let current = self.spare_params();
+        let Some(backend) = self.backends.get_mut(&slot) else {
+            return;
+        };
+        let value = frame.to_value().unwrap_or(Value::Null);
+        let result = value.get("result").cloned();
+        let Some(sid) = result
+            .as_ref()
+            .and_then(|r| r.get("sessionId"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            tracing::info!(agent = %backend.agent, "no spare session: the agent did not open one");
+            backend.spare_failed = true;
+            return;
+        };
+        let spare = Spare {
+            backend_sid: sid,
+            params,
+            result: result.unwrap_or(Value::Null),
+            early: Vec::new(),
+        };
+        if backend.spare.is_some() || current.as_ref() != Some(&spare.params) {
+            spare.close(backend);
+            return self.keep_spares();
+        }
+        tracing::debug!(agent = %backend.agent, "spare session ready");
+        backend.spare = Some(spare);
+    }
+
+    /// Takes the spare of `slot` when it was opened with `params`: its `session/new` result
+    /// (and the frames it got early, delivered once the session is routed).
+    pub(super) fn take_spare(&mut self, slot: u32, params: &Value) -> Option<(Value, Vec<Frame>)> {
+        let backend = self.backends.get_mut(&slot)?;
+        if backend.spare.as_ref().is_none_or(|s| s.params != *params) {
+            return None;
+        }
+        let spare = backend.spare.take()?;
+        Some((spare.result, spare.early))
+    }
+
+    /// Closes every spare (at shutdown).
+    pub(super) fn close_spares(&mut self) {
+        for backend in self.backends.values_mut() {
+            if let Some(spare) = backend.spare.take() {
+                spare.close(backend);
+            }
+        }
+    }
+}

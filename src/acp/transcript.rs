@@ -1,0 +1,511 @@
+//! A session as its client saw it: the record the daemon replays to a client that reattaches.
+//!
+//! Entries are `session/update` payloads (`update` objects) in the order the client received
+//! them, plus the end of each turn with its stop reason. The record is kept compact: consecutive
+//! text chunks of one kind are merged, a tool call is kept once at its latest state (updates are
+//! folded into it), and state-like updates (plan, mode, options, commands, session info) replace
+//! their previous value where that loses nothing a replay needs.
+//!
+//! Recording sits on the streaming path, so agent frames are not parsed when they pass: they are
+//! kept as raw bytes in a short tail and folded into entries when a turn ends, when the tail
+//! grows past a limit, or when someone reads the record. A transcript never holds more than
+//! its byte budget: the oldest entries go first, and the count of what went is kept.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// The default budget of one transcript (`TEROK_ACP_TRANSCRIPT_BYTES`).
+pub const DEFAULT_TRANSCRIPT_BYTES: usize = 1 << 20;
+
+/// Raw frames are folded once the tail holds this many bytes...
+const TAIL_BYTES: usize = 256 * 1024;
+/// ...or this many frames.
+const TAIL_FRAMES: usize = 4096;
+
+/// One recorded step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    /// A `session/update` payload, as the client saw it.
+    Update { update: Value },
+    /// A turn ended, with the agent's stop reason (or the error that ended it).
+    TurnEnd {
+        #[serde(rename = "stopReason")]
+        stop_reason: String,
+    },
+}
+
+impl Entry {
+    fn kind(&self) -> Option<&str> {
+        match self {
+            Entry::Update { update } => update.get("sessionUpdate").and_then(Value::as_str),
+            Entry::TurnEnd { .. } => None,
+        }
+    }
+
+    /// Roughly what the entry costs in memory: its JSON size.
+    fn weight(&self) -> usize {
+        match self {
+            Entry::Update { update } => serde_json::to_vec(update).map(|v| v.len()).unwrap_or(64),
+            Entry::TurnEnd { stop_reason } => 32 + stop_reason.len(),
+        }
+    }
+}
+
+/// The persisted form of a transcript.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Saved {
+    pub entries: Vec<Entry>,
+    /// How many entries were dropped from the front to stay within the budget.
+    #[serde(default)]
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+pub struct Transcript {
+    entries: VecDeque<(Entry, usize)>,
+    /// Sum of the entries' weights.
+    bytes: usize,
+    budget: usize,
+    /// Entries dropped from the front; also the absolute index of `entries[0]`.
+    dropped: u64,
+    /// Tool call id → absolute index of its entry.
+    tools: HashMap<String, u64>,
+    /// Raw agent `session/update` frames not folded yet.
+    tail: Vec<Bytes>,
+    tail_bytes: usize,
+}
+
+impl Transcript {
+    pub fn new(budget: usize) -> Transcript {
+        Transcript {
+            entries: VecDeque::new(),
+            bytes: 0,
+            budget: budget.max(1024),
+            dropped: 0,
+            tools: HashMap::new(),
+            tail: Vec::new(),
+            tail_bytes: 0,
+        }
+    }
+
+    pub fn restore(saved: Saved, budget: usize) -> Transcript {
+        let mut transcript = Transcript::new(budget);
+        transcript.dropped = saved.dropped;
+        for entry in saved.entries {
+            transcript.push(entry);
+        }
+        // Restoring counts from the first kept entry, so the count of dropped ones stays true.
+        transcript.dropped = transcript.dropped.max(saved.dropped);
+        transcript
+    }
+
+    /// Keeps a raw agent `session/update` frame (the whole JSON-RPC line) for folding later.
+    /// Cheap: a reference count and a push.
+    pub fn record_raw(&mut self, frame: Bytes) {
+        self.tail_bytes += frame.len();
+        self.tail.push(frame);
+        if self.tail_bytes >= TAIL_BYTES || self.tail.len() >= TAIL_FRAMES {
+            self.fold();
+        }
+    }
+
+    /// Records an update the proxy itself knows as a value (a user prompt, an option change).
+    pub fn record_update(&mut self, update: Value) {
+        self.fold();
+        self.apply(update);
+    }
+
+    /// Records the prompt blocks a client sent, as `user_message_chunk`s.
+    pub fn record_prompt(&mut self, blocks: &[Value]) {
+        self.fold();
+        for block in blocks {
+            self.apply(json!({"sessionUpdate": "user_message_chunk", "content": block}));
+        }
+    }
+
+    pub fn record_turn_end(&mut self, stop_reason: &str) {
+        self.fold();
+        self.push(Entry::TurnEnd {
+            stop_reason: stop_reason.to_owned(),
+        });
+    }
+
+    /// Folds the raw tail into entries.
+    pub fn fold(&mut self) {
+        if self.tail.is_empty() {
+            return;
+        }
+        self.tail_bytes = 0;
+        for raw in std::mem::take(&mut self.tail) {
+            let update = serde_json::from_slice::<Value>(&raw)
+                .ok()
+                .and_then(|mut v| v.pointer_mut("/params/update").map(Value::take));
+            if let Some(update) = update.filter(Value::is_object) {
+                self.apply(update);
+            }
+        }
+    }
+
+    /// The entries, folded first.
+    pub fn entries(&mut self) -> impl Iterator<Item = &Entry> {
+        self.fold();
+        self.entries.iter().map(|(e, _)| e)
+    }
+
+    /// How many entries were dropped to stay within the budget.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Bytes held, tail included.
+    pub fn bytes(&self) -> usize {
+        self.bytes + self.tail_bytes
+    }
+
+    pub fn save(&mut self) -> Saved {
+        Saved {
+            entries: self.entries().cloned().collect(),
+            dropped: self.dropped,
+        }
+    }
+
+    /// The session's title, from the latest `session_info_update` that carried one.
+    pub fn title(&mut self) -> Option<String> {
+        self.entries()
+            .filter_map(|e| match e {
+                Entry::Update { update }
+                    if update.get("sessionUpdate").and_then(Value::as_str)
+                        == Some("session_info_update") =>
+                {
+                    update.get("title").and_then(Value::as_str)
+                }
+                _ => None,
+            })
+            .last()
+            .map(str::to_owned)
+    }
+
+    fn apply(&mut self, update: Value) {
+        let kind = update
+            .get("sessionUpdate")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        match kind.as_str() {
+            "agent_message_chunk" | "agent_thought_chunk" | "user_message_chunk" => {
+                if self.merge_text(&kind, &update) {
+                    return;
+                }
+                self.push(Entry::Update { update });
+            }
+            "tool_call" | "tool_call_update" => self.apply_tool(&kind, update),
+            "plan" | "current_mode_update" | "config_option_update" | "usage_update" => {
+                self.replace_last_of(&kind, update)
+            }
+            "available_commands_update" | "session_info_update" => {
+                self.replace_any_of(&kind, update)
+            }
+            _ => self.push(Entry::Update { update }),
+        }
+    }
+
+    /// Appends a text chunk to the last entry when it is a text chunk of the same kind.
+    fn merge_text(&mut self, kind: &str, update: &Value) -> bool {
+        let Some(text) = update.pointer("/content/text").and_then(Value::as_str) else {
+            return false;
+        };
+        if update.pointer("/content/type").and_then(Value::as_str) != Some("text") {
+            return false;
+        }
+        let Some((Entry::Update { update: last }, weight)) = self.entries.back_mut() else {
+            return false;
+        };
+        if last.get("sessionUpdate").and_then(Value::as_str) != Some(kind)
+            || last.pointer("/content/type").and_then(Value::as_str) != Some("text")
+        {
+            return false;
+        }
+        let Some(Value::String(so_far)) = last.pointer_mut("/content/text") else {
+            return false;
+        };
+        so_far.push_str(text);
+        *weight += text.len();
+        self.bytes += text.len();
+        self.trim();
+        true
+    }
+
+    fn apply_tool(&mut self, kind: &str, mut update: Value) {
+        let Some(id) = update
+            .get("toolCallId")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            return self.push(Entry::Update { update });
+        };
+        let at = self
+            .tools
+            .get(&id)
+            .and_then(|abs| abs.checked_sub(self.dropped))
+            .map(|i| i as usize)
+            .filter(|i| *i < self.entries.len());
+        match at {
+            Some(i) => {
+                let (Entry::Update { update: call }, weight) = &mut self.entries[i] else {
+                    return;
+                };
+                if let (Some(call), Some(fields)) = (call.as_object_mut(), update.as_object_mut()) {
+                    for (key, value) in std::mem::take(fields) {
+                        if key != "sessionUpdate" && !value.is_null() {
+                            call.insert(key, value);
+                        }
+                    }
+                }
+                let new_weight = serde_json::to_vec(call).map(|v| v.len()).unwrap_or(*weight);
+                self.bytes = self.bytes + new_weight - (*weight).min(self.bytes + new_weight);
+                *weight = new_weight;
+                self.trim();
+            }
+            None => {
+                if kind == "tool_call_update" {
+                    // An update of a call the record no longer holds stands for the call.
+                    update["sessionUpdate"] = json!("tool_call");
+                }
+                self.tools
+                    .insert(id, self.dropped + self.entries.len() as u64);
+                self.push(Entry::Update { update });
+            }
+        }
+    }
+
+    /// Replaces the last entry when it is of the same kind (a newer plan, mode, option list).
+    fn replace_last_of(&mut self, kind: &str, update: Value) {
+        if self.entries.back().and_then(|(e, _)| e.kind()) == Some(kind) {
+            if let Some((entry, weight)) = self.entries.pop_back() {
+                self.bytes -= weight.min(self.bytes);
+                drop(entry);
+            }
+        }
+        self.push(Entry::Update { update });
+    }
+
+    /// Keeps only the latest entry of this kind (commands, session info are state, not history).
+    fn replace_any_of(&mut self, kind: &str, update: Value) {
+        if let Some(i) = self
+            .entries
+            .iter()
+            .rposition(|(e, _)| e.kind() == Some(kind))
+        {
+            let weight = Entry::Update {
+                update: update.clone(),
+            }
+            .weight();
+            let (entry, old) = &mut self.entries[i];
+            self.bytes = self.bytes + weight - (*old).min(self.bytes + weight);
+            *old = weight;
+            *entry = Entry::Update { update };
+            self.trim();
+            return;
+        }
+        self.push(Entry::Update { update });
+    }
+
+    fn push(&mut self, entry: Entry) {
+        let weight = entry.weight();
+        self.bytes += weight;
+        self.entries.push_back((entry, weight));
+        self.trim();
+    }
+
+    /// Drops the oldest entries until the record fits its budget (the newest always stays).
+    fn trim(&mut self) {
+        while self.bytes > self.budget && self.entries.len() > 1 {
+            if let Some((_, weight)) = self.entries.pop_front() {
+                self.bytes -= weight.min(self.bytes);
+                self.dropped += 1;
+            }
+        }
+        let first = self.dropped;
+        self.tools.retain(|_, abs| *abs >= first);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(update: Value) -> Bytes {
+        Bytes::from(
+            json!({"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": "a-1", "update": update}})
+                .to_string(),
+        )
+    }
+
+    fn chunk(kind: &str, text: &str) -> Value {
+        json!({"sessionUpdate": kind, "content": {"type": "text", "text": text}})
+    }
+
+    fn updates(t: &mut Transcript) -> Vec<Value> {
+        t.entries()
+            .filter_map(|e| match e {
+                Entry::Update { update } => Some(update.clone()),
+                Entry::TurnEnd { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn consecutive_chunks_of_one_kind_merge_and_other_kinds_split_them() {
+        let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
+        t.record_prompt(&[json!({"type": "text", "text": "hi"})]);
+        for part in ["Hel", "lo", " there"] {
+            t.record_raw(raw(chunk("agent_message_chunk", part)));
+        }
+        t.record_raw(raw(chunk("agent_thought_chunk", "hmm")));
+        t.record_raw(raw(chunk("agent_message_chunk", "!")));
+        t.record_turn_end("end_turn");
+        let got = updates(&mut t);
+        assert_eq!(
+            got,
+            vec![
+                chunk("user_message_chunk", "hi"),
+                chunk("agent_message_chunk", "Hello there"),
+                chunk("agent_thought_chunk", "hmm"),
+                chunk("agent_message_chunk", "!"),
+            ]
+        );
+        assert!(
+            matches!(t.entries().last(), Some(Entry::TurnEnd { stop_reason }) if stop_reason == "end_turn")
+        );
+    }
+
+    #[test]
+    fn a_turn_boundary_keeps_two_answers_apart() {
+        let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
+        t.record_raw(raw(chunk("agent_message_chunk", "one")));
+        t.record_turn_end("end_turn");
+        t.record_raw(raw(chunk("agent_message_chunk", "two")));
+        let texts: Vec<String> = updates(&mut t)
+            .iter()
+            .map(|u| u["content"]["text"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(texts, ["one", "two"]);
+    }
+
+    #[test]
+    fn a_tool_call_is_kept_once_at_its_latest_state() {
+        let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
+        t.record_raw(raw(json!({"sessionUpdate": "tool_call", "toolCallId": "t1", "title": "Read", "status": "pending"})));
+        t.record_raw(raw(chunk("agent_message_chunk", "reading")));
+        t.record_raw(raw(json!({"sessionUpdate": "tool_call_update", "toolCallId": "t1", "status": "completed", "content": [{"type": "content"}]})));
+        let got = updates(&mut t);
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0],
+            json!({"sessionUpdate": "tool_call", "toolCallId": "t1", "title": "Read", "status": "completed", "content": [{"type": "content"}]})
+        );
+    }
+
+    #[test]
+    fn an_update_of_an_unknown_tool_call_stands_for_the_call() {
+        let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
+        t.record_raw(raw(
+            json!({"sessionUpdate": "tool_call_update", "toolCallId": "t9", "status": "failed"}),
+        ));
+        assert_eq!(updates(&mut t)[0]["sessionUpdate"], "tool_call");
+    }
+
+    #[test]
+    fn state_updates_replace_their_previous_value() {
+        let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
+        t.record_raw(raw(
+            json!({"sessionUpdate": "available_commands_update", "availableCommands": [1]}),
+        ));
+        t.record_raw(raw(chunk("agent_message_chunk", "x")));
+        t.record_raw(raw(
+            json!({"sessionUpdate": "available_commands_update", "availableCommands": [2]}),
+        ));
+        t.record_raw(raw(json!({"sessionUpdate": "plan", "entries": [1]})));
+        t.record_raw(raw(json!({"sessionUpdate": "plan", "entries": [1, 2]})));
+        t.record_raw(raw(
+            json!({"sessionUpdate": "session_info_update", "title": "Fix the bug"}),
+        ));
+        let got = updates(&mut t);
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0]["availableCommands"], json!([2]));
+        assert_eq!(got[2]["entries"], json!([1, 2]));
+        assert_eq!(t.title().as_deref(), Some("Fix the bug"));
+    }
+
+    #[test]
+    fn the_budget_drops_the_oldest_entries_and_counts_them() {
+        let mut t = Transcript::new(4096);
+        for i in 0..200 {
+            t.record_prompt(&[
+                json!({"type": "text", "text": format!("prompt {i} {}", "p".repeat(40))}),
+            ]);
+            t.record_raw(raw(chunk("agent_message_chunk", &"a".repeat(50))));
+            t.record_turn_end("end_turn");
+        }
+        assert!(t.bytes() <= 4096, "{} bytes", t.bytes());
+        assert!(t.dropped() > 0);
+        let first = updates(&mut t)[0].clone();
+        let last_prompt = updates(&mut t)
+            .into_iter()
+            .rev()
+            .find(|u| u["sessionUpdate"] == "user_message_chunk")
+            .unwrap();
+        assert!(last_prompt["content"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("prompt 199 "));
+        assert_ne!(
+            first["content"]["text"],
+            json!(format!("prompt 0 {}", "p".repeat(40)))
+        );
+    }
+
+    #[test]
+    fn the_raw_tail_is_folded_before_it_grows_large() {
+        let mut t = Transcript::new(64 << 20);
+        for _ in 0..(TAIL_FRAMES + 10) {
+            t.record_raw(raw(chunk("agent_message_chunk", "z")));
+        }
+        assert!(t.tail.len() < TAIL_FRAMES);
+        assert_eq!(
+            updates(&mut t)[0]["content"]["text"]
+                .as_str()
+                .unwrap()
+                .len(),
+            TAIL_FRAMES + 10
+        );
+    }
+
+    #[test]
+    fn garbage_and_non_updates_in_the_tail_are_skipped() {
+        let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
+        t.record_raw(Bytes::from_static(b"{not json"));
+        t.record_raw(Bytes::from_static(b"{\"params\":{\"update\":7}}"));
+        t.record_raw(raw(chunk("agent_message_chunk", "ok")));
+        assert_eq!(updates(&mut t), vec![chunk("agent_message_chunk", "ok")]);
+    }
+
+    #[test]
+    fn a_saved_transcript_restores_to_the_same_entries() {
+        let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
+        t.record_prompt(&[json!({"type": "text", "text": "q"})]);
+        t.record_raw(raw(chunk("agent_message_chunk", "a")));
+        t.record_turn_end("cancelled");
+        let saved = t.save();
+        let text = serde_json::to_string(&saved).unwrap();
+        let mut back = Transcript::restore(
+            serde_json::from_str(&text).unwrap(),
+            DEFAULT_TRANSCRIPT_BYTES,
+        );
+        assert_eq!(back.save().entries, saved.entries);
+    }
+}
