@@ -363,6 +363,11 @@ fn malformed_lines_are_skipped() {
         fx.send_raw("");
         let init = fx.call_ok("initialize", json!({"protocolVersion": 1}));
         assert_eq!(init["protocolVersion"], 1);
+        // The stderr reader is a thread of its own: give it a moment under load.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !fx.stderr().contains("this is not json") && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert!(fx.stderr().contains("this is not json"));
     });
 }
