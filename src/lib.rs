@@ -8,7 +8,10 @@
 //!     host directory.
 //!   - [`acp::probe`], [`acp::cache`], [`acp::models`], [`acp::picker`]: asking each agent for its
 //!     models, caching the answers, and the aggregated `agent:model` picker.
-//!   - [`acp::proxy`]: one task per client connection that answers, binds and relays.
+//!   - [`acp::proxy`]: the hub that owns the daemon's agent processes and sessions, with the
+//!     client connections as views onto them: answering, binding, relaying, detaching.
+//!   - [`acp::transcript`], [`acp::sessions`]: what each session's client saw, and the persisted
+//!     session map and transcripts a restarted daemon reopens sessions from.
 //!   - [`acp::server`], [`acp::daemon`]: state shared by a daemon's connections; the socket
 //!     lifecycle around them.
 //! - [`image`]: the L0/L1 agent images: tags, Dockerfile templates, build context, build.

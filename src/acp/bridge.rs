@@ -1,7 +1,8 @@
 //! `acp connect`'s pump: the editor's stdio to a daemon's socket and back.
 //!
 //! Bytes are copied as they come, in both directions, with no parsing. End of stdin
-//! half-closes the socket (the daemon still answers what was asked); end of the socket ends
+//! half-closes the socket, which ends the connection for the daemon (its sessions detach, and
+//! a turn still running finishes for the next editor that loads it); end of the socket ends
 //! the bridge. Errors go to stderr only: an editor would take anything on stdout for a frame.
 
 use std::path::Path;

@@ -1,4 +1,5 @@
-//! The ACP aggregating proxy: framing, runtimes, probes, the picker and the per-connection proxy.
+//! The ACP aggregating proxy: framing, runtimes, probes, the picker, the hub that owns agents and
+//! sessions, and the transcripts that let editors come and go.
 
 pub mod bridge;
 pub mod cache;

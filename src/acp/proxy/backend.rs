@@ -8,36 +8,20 @@
 //! held by a client, no turn running, nothing in flight) ends after the idle time.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
 
+use super::pump::{BackendEvent, Consumers};
 use super::session::SessionState;
 use super::{ConnId, Event, Hub};
 use crate::acp::frame::Frame;
-use crate::acp::lines::{Line, LineReader};
 use crate::acp::message::{self, RpcError, INTERNAL_ERROR};
 use crate::acp::method::Method;
 use crate::acp::outbox::{Gauge, Outbox};
-use crate::acp::runtime::{
-    AgentName, AgentProcess, AgentStdout, ExitInfo, ProcessControl, RuntimeError, StderrTail,
-};
-
-/// The clients an agent streams to, shared with its pump.
-type Consumers = Arc<Mutex<Vec<Gauge>>>;
-
-pub(super) enum BackendEvent {
-    Spawned(Result<AgentProcess, RuntimeError>),
-    Frames(Vec<Frame>),
-    /// The agent's stdout ended; carries how the process exited, when known.
-    Closed {
-        status: Option<ExitInfo>,
-        /// The container, named, when it is gone too: then that is the reason.
-        container_gone: Option<String>,
-    },
-}
+use crate::acp::runtime::{AgentName, AgentProcess, ProcessControl, StderrTail};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum BackendState {
@@ -129,7 +113,7 @@ pub(super) struct Backend {
     /// The pending idle timer, if one runs.
     pub idle_epoch: Option<u64>,
     /// A session opened ahead of time, for the next bind that fits.
-    pub spare: Option<super::spare::Spare>,
+    pub spare: Option<Spare>,
     /// The agent did not open a spare when asked: it binds without one.
     pub spare_failed: bool,
 }
@@ -256,99 +240,6 @@ impl Backend {
     }
 }
 
-/// Reads the agent's stdout into batches of frames for the hub.
-async fn pump(
-    slot: u32,
-    stdout: AgentStdout,
-    events: tokio::sync::mpsc::Sender<Event>,
-    consumers: Consumers,
-    server: Arc<crate::acp::server::Server>,
-    agent: AgentName,
-    mut exit: tokio::sync::watch::Receiver<Option<ExitInfo>>,
-) {
-    let mut reader = LineReader::new(stdout, server.config.max_frame);
-    loop {
-        // Every client this agent streams to must have room: a slow one pauses the agent.
-        let gauges = consumers.lock().map(|g| g.clone()).unwrap_or_default();
-        for gauge in gauges {
-            gauge.wait_for_room().await;
-        }
-        let more = match reader.fill().await {
-            Ok(more) => more,
-            Err(e) => {
-                tracing::debug!(agent = %agent, "stdout read failed: {e}");
-                false
-            }
-        };
-        let mut batch = Vec::new();
-        let take = |line: Line, batch: &mut Vec<Frame>| match line {
-            Line::Frame(raw) if raw.iter().all(u8::is_ascii_whitespace) => {}
-            Line::Frame(raw) => match Frame::parse(raw) {
-                Ok(frame) => batch.push(frame),
-                Err(e) => {
-                    tracing::warn!(agent = %agent, "dropping a malformed line from the agent: {e}")
-                }
-            },
-            Line::Overlong(len) => {
-                tracing::warn!(agent = %agent, "dropping a {len} byte line from the agent: over the frame limit")
-            }
-        };
-        while let Some(line) = reader.next_buffered() {
-            take(line, &mut batch);
-        }
-        if !more {
-            if let Some(line) = reader.take_tail() {
-                take(line, &mut batch);
-            }
-        }
-        if !batch.is_empty()
-            && events
-                .send(Event::Backend {
-                    slot,
-                    event: BackendEvent::Frames(batch),
-                })
-                .await
-                .is_err()
-        {
-            return;
-        }
-        if !more {
-            break;
-        }
-    }
-    // Give the process a moment to be reaped, so the error can say how it ended.
-    let status =
-        tokio::time::timeout(Duration::from_millis(500), exit.wait_for(Option::is_some)).await;
-    let status = status.ok().and_then(|s| s.ok().and_then(|s| *s));
-    // An agent often ends because its container did: say so rather than "exited".
-    // A killed agent usually means its container is stopping, which the engine may not report
-    // yet: look again for a moment before calling it the agent's own exit.
-    let runtime = &server.runtime;
-    let killed = matches!(
-        status,
-        Some(ExitInfo::Code(137)) | Some(ExitInfo::Signal(9))
-    );
-    let mut container_gone = None;
-    for attempt in 0..if killed { 6 } else { 1 } {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if !runtime.is_alive().await {
-            container_gone = Some(runtime.describe());
-            break;
-        }
-    }
-    let _ = events
-        .send(Event::Backend {
-            slot,
-            event: BackendEvent::Closed {
-                status,
-                container_gone,
-            },
-        })
-        .await;
-}
-
 impl Hub {
     /// The `initialize` params for agents serving a client whose own were `client_init`: the
     /// client's, with the editor's terminal withheld from agents in a container unless the user
@@ -467,7 +358,7 @@ impl Hub {
         let exit = control.exit_watch();
         backend.control = Some(control);
         backend.state = BackendState::Initializing;
-        self.server.tracker.spawn(pump(
+        self.server.tracker.spawn(super::pump::pump(
             slot,
             stdout,
             self.events.clone(),
@@ -627,6 +518,40 @@ impl Hub {
             .collect();
         for sid in affected {
             self.bind_failed(&sid, error.clone());
+        }
+    }
+}
+
+/// How many early frames a spare keeps for the session that takes it.
+const EARLY_FRAMES: usize = 64;
+
+/// A session opened ahead of time ([`super::spare`]).
+pub(super) struct Spare {
+    pub backend_sid: String,
+    /// The params it was opened with; a bind must match them exactly.
+    pub params: Value,
+    /// The agent's `session/new` result.
+    pub result: Value,
+    /// Notifications the agent sent for it before it was taken.
+    pub early: Vec<Frame>,
+}
+
+impl Spare {
+    /// Lets the agent forget the spare: closed, and deleted so no list shows it.
+    pub fn close(self, backend: &mut Backend) {
+        let params = json!({"sessionId": self.backend_sid});
+        if backend.supports("sessionCapabilities/close") {
+            backend.request("session/close", &params, Pending::Ignore);
+        }
+        if backend.supports("sessionCapabilities/delete") {
+            backend.request("session/delete", &params, Pending::Ignore);
+        }
+    }
+
+    /// Keeps an early notification for the session that takes the spare.
+    pub fn keep(&mut self, frame: Frame) {
+        if self.early.len() < EARLY_FRAMES {
+            self.early.push(frame);
         }
     }
 }

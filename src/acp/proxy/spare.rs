@@ -14,42 +14,9 @@
 
 use serde_json::{json, Value};
 
-use super::backend::{Backend, Pending};
+use super::backend::{Pending, Spare};
 use super::Hub;
 use crate::acp::frame::Frame;
-
-/// How many early frames a spare keeps for the session that takes it.
-const EARLY_FRAMES: usize = 64;
-
-pub(super) struct Spare {
-    pub backend_sid: String,
-    /// The params it was opened with; a bind must match them exactly.
-    pub params: Value,
-    /// The agent's `session/new` result.
-    pub result: Value,
-    /// Notifications the agent sent for it before it was taken.
-    pub early: Vec<Frame>,
-}
-
-impl Spare {
-    /// Lets the agent forget the spare: closed, and deleted so no list shows it.
-    pub fn close(self, backend: &mut Backend) {
-        let params = json!({"sessionId": self.backend_sid});
-        if backend.supports("sessionCapabilities/close") {
-            backend.request("session/close", &params, Pending::Ignore);
-        }
-        if backend.supports("sessionCapabilities/delete") {
-            backend.request("session/delete", &params, Pending::Ignore);
-        }
-    }
-
-    /// Keeps an early notification for the session that takes the spare.
-    pub fn keep(&mut self, frame: Frame) {
-        if self.early.len() < EARLY_FRAMES {
-            self.early.push(frame);
-        }
-    }
-}
 
 impl Hub {
     /// The params spares are opened with, once known.
