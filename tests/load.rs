@@ -39,7 +39,7 @@ fn rss_kib() -> u64 {
 async fn a_thousand_cycles_and_a_hundred_streams_leak_nothing() {
     let agents = Agents::new(&[("claude", "--models m1 --ignore-stdin-eof")]);
     let proxy = Proxy::start_with(&agents, short_lived()).await;
-    // Warm the probe cache, let the agent started ahead of time go idle, take the baseline.
+    // Warm the probe cache, let the probed agent process go idle, take the baseline.
     {
         let mut client = proxy.connect().await;
         client.initialize().await;
@@ -47,7 +47,7 @@ async fn a_thousand_cycles_and_a_hundred_streams_leak_nothing() {
     }
     eventually("the warm-up agents to end", || {
         let pids = agents.pids("claude");
-        pids.len() == 2 && pids.iter().all(|p| !alive(*p))
+        pids.len() == 1 && pids.iter().all(|p| !alive(*p))
     })
     .await;
     let tasks = proxy.server.tracker.len();
@@ -107,8 +107,8 @@ async fn a_thousand_cycles_and_a_hundred_streams_leak_nothing() {
     let pids = agents.pids("claude");
     assert_eq!(
         pids.len(),
-        3,
-        "the probe, the idled warm-up agent, one shared agent"
+        2,
+        "the idled probed process, then one shared agent"
     );
     eventually("every agent process to end", || {
         pids.iter().all(|p| !alive(*p))

@@ -229,9 +229,9 @@ async fn many_sessions_on_one_connection_share_one_backend_per_agent() {
         let (chunks, _) = client.prompt(sid, "one").await;
         assert_eq!(chunks, [expected]);
     }
-    // One process per agent serves every session (plus the probe's own).
+    // One process per agent, the one that answered the probe, serves every session.
     let inits = agents.received_method("claude", "initialize");
-    assert_eq!(inits.len(), 2, "{inits:#?}");
+    assert_eq!(inits.len(), 1, "{inits:#?}");
     let (pa, _) = client.prompt(&a, "pid").await;
     let (pb, _) = client.prompt(&b, "pid").await;
     assert_eq!(pa, pb, "one process serves both claude sessions");
@@ -739,16 +739,19 @@ async fn a_slow_probe_is_cut_off_at_the_probe_timeout() {
 }
 
 #[tokio::test]
-async fn probes_end_agents_that_ignore_stdin_eof() {
+async fn probed_agents_stay_up_then_end_once_idle_though_they_ignore_stdin_eof() {
     let agents = Agents::new(&[
         ("claude", "--models opus --ignore-stdin-eof"),
         ("codex", "--models x --ignore-stdin-eof"),
     ]);
-    let proxy = Proxy::start(&agents).await;
+    let config = terok_executor::acp::server::ProxyConfig {
+        agent_idle: std::time::Duration::from_millis(500),
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&agents, config).await;
     let mut client = proxy.connect().await;
     client.new_session().await;
-    // A probe per agent, which ends, and the process each agent is started in ahead of its
-    // first bind, which stays.
+    // The process that answered each probe is kept as the agent's process...
     let live = |name| {
         let pids = agents.pids(name);
         (
@@ -756,8 +759,10 @@ async fn probes_end_agents_that_ignore_stdin_eof() {
             pids.into_iter().filter(|p| common::alive(*p)).count(),
         )
     };
-    eventually("the probes to end", || {
-        live("claude") == (2, 1) && live("codex") == (2, 1)
+    assert_eq!((live("claude"), live("codex")), ((1, 1), (1, 1)));
+    // ...and ended when it has served nothing for the idle time.
+    eventually("the idle agents to end", || {
+        live("claude") == (1, 0) && live("codex") == (1, 0)
     })
     .await;
     proxy.stop().await;

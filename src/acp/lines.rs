@@ -140,6 +140,24 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         Some(Line::Frame(line))
     }
 
+    /// Takes the reader and what it has buffered but not handed out yet, to go on reading
+    /// elsewhere with [`LineReader::resume`].
+    pub fn into_parts(self) -> (R, BytesMut) {
+        (self.reader, self.buf)
+    }
+
+    /// A reader that starts with `buf` (from [`LineReader::into_parts`]) before reading more.
+    pub fn resume(reader: R, max: usize, buf: BytesMut) -> Self {
+        LineReader {
+            reader,
+            buf,
+            scanned: 0,
+            max,
+            skipping: None,
+            eof: false,
+        }
+    }
+
     pub fn is_eof(&self) -> bool {
         self.eof
     }

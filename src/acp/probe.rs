@@ -1,9 +1,10 @@
 //! Probing an agent: what it can do and which models it offers.
 //!
 //! A probe starts the agent's wrapper, sends `initialize` and `session/new` (in the runtime's
-//! workspace), reads the model selector from the answer and ends the process; real agents do
-//! not exit when their stdin closes, so the probe always terminates them itself. The whole
-//! exchange runs under one deadline.
+//! workspace) and reads the model selector from the answer, all under one deadline. Inside a
+//! daemon the live process is then handed to the hub, which keeps it as the agent's process
+//! (and the probe's session as its spare); elsewhere the probe closes its session and ends the
+//! process itself, since real agents do not exit when their stdin closes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,8 +84,8 @@ pub fn probe_timeout_from_env() -> Duration {
         .unwrap_or(DEFAULT_PROBE_TIMEOUT)
 }
 
-/// The `initialize` params the probe sends: no client capabilities, so the agent cannot call
-/// back into an editor that is not there.
+/// The `initialize` params a probe sends when it has no process to hand over: no client
+/// capabilities, so the agent cannot call back into an editor that is not there.
 pub fn probe_initialize_params() -> Value {
     json!({
         "protocolVersion": 1,
@@ -93,53 +94,121 @@ pub fn probe_initialize_params() -> Value {
     })
 }
 
-/// Probes one agent under `timeout`.
+/// A probed agent process, handed on alive after its handshake: it is initialized, and the
+/// session the probe opened is still open.
+pub struct WarmAgent {
+    pub agent: AgentName,
+    pub stdin: super::runtime::AgentStdin,
+    pub stdout: LineReader<super::runtime::AgentStdout>,
+    pub stderr: super::runtime::StderrTail,
+    pub control: super::runtime::ProcessControl,
+    /// The `initialize` params it got, and its answer.
+    pub init_params: Value,
+    pub init_result: Value,
+    /// The probe's session: its id, the `session/new` params and the answer.
+    pub session_id: String,
+    pub session_params: Value,
+    pub session_result: Value,
+    /// Frames the agent sent during the handshake besides its answers (a command list, say).
+    pub early: Vec<Frame>,
+}
+
+/// Where a probe hands its process once the handshake succeeded; without one, the probe
+/// closes its session and ends the process.
+pub type Adopter = tokio::sync::mpsc::UnboundedSender<WarmAgent>;
+
+/// Probes one agent under `timeout`, initializing it with `init`. When `adopter` yields a
+/// sender after the handshake, the live process goes there instead of ending.
 pub async fn probe(
     runtime: &dyn Runtime,
     agent: &AgentName,
     timeout: Duration,
+    init: &Value,
+    adopter: impl FnOnce() -> Option<Adopter>,
 ) -> Result<Arc<AgentProbe>, ProbeError> {
     let process = runtime
         .spawn(agent)
         .await
         .map_err(|e| ProbeError::Spawn(e.to_string()))?;
-    let stderr = process.stderr.clone();
-    let mut process = process;
+    let AgentProcess {
+        mut stdin,
+        stdout,
+        stderr,
+        mut control,
+    } = process;
+    let mut reader = LineReader::new(stdout, DEFAULT_MAX_FRAME);
+    let cwd = runtime.workspace();
+    let mut early = Vec::new();
     let outcome = tokio::time::timeout(
         timeout,
-        handshake(&mut process, agent, &runtime.workspace()),
+        handshake(&mut stdin, &mut reader, &mut early, init, &cwd),
     )
     .await;
-    process.control.terminate();
-    match outcome {
-        Ok(Ok(probe)) => Ok(Arc::new(probe)),
+    let (initialize, session_id, session_result) = match outcome {
+        Ok(Ok(done)) => done,
         Ok(Err(ProbeError::Exited(_))) => {
+            control.terminate();
             // Give the stderr reader a moment to catch the last words.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            Err(ProbeError::Exited(stderr.text()))
+            return Err(ProbeError::Exited(stderr.text()));
         }
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(ProbeError::Timeout(timeout, stderr.text())),
+        Ok(Err(e)) => {
+            control.terminate();
+            return Err(e);
+        }
+        Err(_) => {
+            control.terminate();
+            return Err(ProbeError::Timeout(timeout, stderr.text()));
+        }
+    };
+    let probe = AgentProbe {
+        agent: agent.clone(),
+        menu: ModelMenu::from_session(&session_result),
+        initialize,
+    };
+    if let Some(adopter) = adopter() {
+        let warm = WarmAgent {
+            agent: agent.clone(),
+            stdin,
+            stdout: reader,
+            stderr,
+            control,
+            init_params: init.clone(),
+            init_result: probe.initialize.clone(),
+            session_id,
+            session_params: json!({"cwd": cwd, "mcpServers": []}),
+            session_result,
+            early,
+        };
+        if let Err(tokio::sync::mpsc::error::SendError(mut warm)) = adopter.send(warm) {
+            forget_session(&mut warm.stdin, &mut warm.stdout, &probe, &warm.session_id).await;
+            warm.control.terminate();
+        }
+        return Ok(Arc::new(probe));
     }
+    let within = tokio::time::timeout(
+        timeout,
+        forget_session(&mut stdin, &mut reader, &probe, &session_id),
+    );
+    let _ = within.await;
+    control.terminate();
+    Ok(Arc::new(probe))
 }
 
+/// `initialize` and `session/new`; returns the `initialize` answer, the session id and the
+/// `session/new` answer.
 async fn handshake(
-    process: &mut AgentProcess,
-    agent: &AgentName,
+    stdin: &mut super::runtime::AgentStdin,
+    reader: &mut LineReader<super::runtime::AgentStdout>,
+    early: &mut Vec<Frame>,
+    init: &Value,
     cwd: &str,
-) -> Result<AgentProbe, ProbeError> {
-    let mut reader = LineReader::new(&mut process.stdout, DEFAULT_MAX_FRAME);
-    let initialize = request(
-        &mut process.stdin,
-        &mut reader,
-        0,
-        "initialize",
-        &probe_initialize_params(),
-    )
-    .await?;
+) -> Result<(Value, String, Value), ProbeError> {
+    let initialize = request(stdin, reader, early, 0, "initialize", init).await?;
     let session = request(
-        &mut process.stdin,
-        &mut reader,
+        stdin,
+        reader,
+        early,
         1,
         "session/new",
         &json!({"cwd": cwd, "mcpServers": []}),
@@ -164,46 +233,42 @@ async fn handshake(
             "session/new answered without a sessionId".into(),
         ));
     };
-    // The probe's session is of no use to anyone: close it where the agent supports that, so
-    // it does not linger in the agent's session history.
-    let closable = initialize
-        .pointer("/agentCapabilities/sessionCapabilities/close")
-        .is_some_and(|c| !c.is_null());
-    let deletable = initialize
-        .pointer("/agentCapabilities/sessionCapabilities/delete")
-        .is_some_and(|c| !c.is_null());
+    let session_id = session_id.to_owned();
+    Ok((initialize, session_id, session))
+}
+
+/// The probe's session is of no use to anyone: closed where the agent supports that, and
+/// deleted where it can, so it never shows up in the agent's history or `session/list`.
+async fn forget_session(
+    stdin: &mut super::runtime::AgentStdin,
+    reader: &mut LineReader<super::runtime::AgentStdout>,
+    probe: &AgentProbe,
+    session_id: &str,
+) {
     let params = json!({"sessionId": session_id});
-    if closable {
-        if let Err(e) = request(&mut process.stdin, &mut reader, 2, "session/close", &params).await
-        {
-            tracing::debug!(agent = %agent, "closing the probe session failed: {e}");
+    let mut ignored = Vec::new();
+    for (id, method, capability) in [
+        (2, "session/close", "close"),
+        (3, "session/delete", "delete"),
+    ] {
+        let supported = probe
+            .initialize
+            .pointer(&format!(
+                "/agentCapabilities/sessionCapabilities/{capability}"
+            ))
+            .is_some_and(|c| !c.is_null());
+        if supported {
+            if let Err(e) = request(stdin, reader, &mut ignored, id, method, &params).await {
+                tracing::debug!(agent = %probe.agent, "{method} of the probe session failed: {e}");
+            }
         }
     }
-    // Closed sessions stay in an agent's history; where it can, the probe's is deleted too, so
-    // it never shows up in `session/list`.
-    if deletable {
-        if let Err(e) = request(
-            &mut process.stdin,
-            &mut reader,
-            3,
-            "session/delete",
-            &params,
-        )
-        .await
-        {
-            tracing::debug!(agent = %agent, "deleting the probe session failed: {e}");
-        }
-    }
-    Ok(AgentProbe {
-        agent: agent.clone(),
-        menu: ModelMenu::from_session(&session),
-        initialize,
-    })
 }
 
 async fn request<R: tokio::io::AsyncRead + Unpin>(
     stdin: &mut super::runtime::AgentStdin,
     reader: &mut LineReader<R>,
+    early: &mut Vec<Frame>,
     id: u64,
     method: &'static str,
     params: &Value,
@@ -226,6 +291,10 @@ async fn request<R: tokio::io::AsyncRead + Unpin>(
             tracing::debug!(method, "probe skipped a malformed line");
             continue;
         };
+        if frame.kind() == FrameKind::Notification && early.len() < 64 {
+            early.push(frame);
+            continue;
+        }
         if frame.kind() != FrameKind::Response || frame.id_u64() != Some(id) {
             continue;
         }

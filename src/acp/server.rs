@@ -237,6 +237,8 @@ pub struct Server {
     pub sessions: super::sessions::SessionStore,
     next_connection: AtomicU64,
     bound: Mutex<BoundSessions>,
+    /// Where probes hand their live processes: the hub, once it runs.
+    adopter: Arc<Mutex<Option<probe::Adopter>>>,
 }
 
 /// Which sessions are bound to which agent, daemon-wide, for the `.bound` marker.
@@ -259,6 +261,7 @@ impl Server {
             sessions,
             next_connection: AtomicU64::new(1),
             bound: Mutex::new(BoundSessions::default()),
+            adopter: Arc::default(),
         })
     }
 
@@ -268,6 +271,32 @@ impl Server {
             *slot = reason.into();
         }
         self.shutdown.cancel();
+    }
+
+    /// Makes probes hand their live processes to `adopter` (the hub) from now on.
+    pub fn set_adopter(&self, adopter: probe::Adopter) {
+        if let Ok(mut slot) = self.adopter.lock() {
+            *slot = Some(adopter);
+        }
+    }
+
+    /// Runs one probe of `agent`: initialized as editors would, its process handed to the hub
+    /// when there is one.
+    fn probe_future(
+        &self,
+        agent: AgentName,
+    ) -> futures::future::BoxFuture<'static, Result<Arc<probe::AgentProbe>, ProbeError>> {
+        let (runtime, timeout, adopter) = (
+            self.runtime.clone(),
+            self.config.probe_timeout,
+            self.adopter.clone(),
+        );
+        let init = self.default_initialize();
+        async move {
+            let adopter = move || adopter.lock().ok().and_then(|a| a.clone());
+            probe::probe(runtime.as_ref(), &agent, timeout, &init, adopter).await
+        }
+        .boxed()
     }
 
     pub fn next_connection_id(&self) -> u64 {
@@ -295,16 +324,11 @@ impl Server {
                 identity: identity.clone(),
                 agent: agent.clone(),
             };
-            let runtime = self.runtime.clone();
-            let timeout = self.config.probe_timeout;
             let agent = agent.clone();
             async move {
                 let outcome = self
                     .cache
-                    .get_or_probe(key, || {
-                        let agent = agent.clone();
-                        async move { probe::probe(runtime.as_ref(), &agent, timeout).await }.boxed()
-                    })
+                    .get_or_probe(key, || self.probe_future(agent.clone()))
                     .await;
                 (agent, outcome)
             }
@@ -408,13 +432,7 @@ impl Server {
             self.cache.seed(key.clone(), Arc::new(probe));
             let server = self.clone();
             self.tracker.spawn(async move {
-                let (runtime, timeout, agent) = (
-                    server.runtime.clone(),
-                    server.config.probe_timeout,
-                    key.agent.clone(),
-                );
-                let fresh =
-                    async move { probe::probe(runtime.as_ref(), &agent, timeout).await }.boxed();
+                let fresh = server.probe_future(key.agent.clone());
                 tokio::select! {
                     _ = server.shutdown.cancelled() => {}
                     _ = server.cache.refresh(key, fresh) => {}

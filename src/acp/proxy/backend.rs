@@ -18,10 +18,13 @@ use super::pump::{BackendEvent, Consumers};
 use super::session::SessionState;
 use super::{ConnId, Event, Hub};
 use crate::acp::frame::Frame;
+use crate::acp::lines::LineReader;
 use crate::acp::message::{self, RpcError, INTERNAL_ERROR};
 use crate::acp::method::Method;
 use crate::acp::outbox::{Gauge, Outbox};
-use crate::acp::runtime::{AgentName, AgentProcess, ProcessControl, StderrTail};
+use crate::acp::runtime::{
+    AgentName, AgentProcess, AgentStdin, AgentStdout, ProcessControl, StderrTail,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum BackendState {
@@ -119,7 +122,7 @@ pub(super) struct Backend {
 }
 
 impl Backend {
-    fn new(agent: AgentName, init_params: Value) -> Backend {
+    pub(super) fn new(agent: AgentName, init_params: Value) -> Backend {
         Backend {
             agent,
             init_params,
@@ -163,6 +166,11 @@ impl Backend {
         if let Ok(mut consumers) = self.consumers.lock() {
             *consumers = gauges;
         }
+    }
+
+    /// Leaves the next `n` request ids unused.
+    pub fn skip_ids(&mut self, n: u64) {
+        self.next_id += n;
     }
 
     /// Mints the next request id toward this agent and records why it was sent.
@@ -341,23 +349,41 @@ impl Hub {
     }
 
     fn on_spawned(&mut self, slot: u32, process: AgentProcess) {
-        let Some(backend) = self.backends.get_mut(&slot) else {
-            let mut process = process;
-            process.control.terminate();
-            return;
-        };
         let AgentProcess {
             stdin,
             stdout,
             stderr,
             control,
         } = process;
+        let reader = LineReader::new(stdout, self.server.config.max_frame);
+        if self.connect_process(slot, stdin, reader, stderr, control) {
+            if let Some(backend) = self.backends.get_mut(&slot) {
+                backend.state = BackendState::Initializing;
+                let params = backend.init_params.clone();
+                backend.request("initialize", &params, Pending::Initialize);
+            }
+        }
+    }
+
+    /// Wires a process to backend `slot`: its stdin behind an outbox, its stdout to a pump.
+    /// Returns `false` (and ends the process) when the backend is gone.
+    pub(super) fn connect_process(
+        &mut self,
+        slot: u32,
+        stdin: AgentStdin,
+        stdout: LineReader<AgentStdout>,
+        stderr: StderrTail,
+        mut control: ProcessControl,
+    ) -> bool {
+        let Some(backend) = self.backends.get_mut(&slot) else {
+            control.terminate();
+            return false;
+        };
         let label = format!("agent {} ({slot})", backend.agent);
         backend.input = Some(Outbox::spawn(stdin, &self.server.tracker, label));
         backend.stderr = stderr;
         let exit = control.exit_watch();
         backend.control = Some(control);
-        backend.state = BackendState::Initializing;
         self.server.tracker.spawn(super::pump::pump(
             slot,
             stdout,
@@ -367,8 +393,7 @@ impl Hub {
             backend.agent.clone(),
             exit,
         ));
-        let params = backend.init_params.clone();
-        backend.request("initialize", &params, Pending::Initialize);
+        true
     }
 
     /// Whether anything still needs this backend: a session a client holds, a running turn,

@@ -165,6 +165,8 @@ fn cancel_agent_request(buf: &mut BytesMut, method: &super::method::Method, back
 /// Starts the hub of `server`; connections reach it through the returned sender.
 pub fn spawn_hub(server: Arc<Server>) -> HubHandle {
     let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+    let (adopt_tx, adopt) = mpsc::unbounded_channel();
+    server.set_adopter(adopt_tx);
     let hub = Hub {
         server: server.clone(),
         events: events_tx.clone(),
@@ -185,9 +187,10 @@ pub fn spawn_hub(server: Arc<Server>) -> HubHandle {
         timers: tokio_util::time::DelayQueue::new(),
     };
     let span = tracing::info_span!("hub");
-    server
-        .tracker
-        .spawn(tracing::Instrument::instrument(hub.run(events), span));
+    server.tracker.spawn(tracing::Instrument::instrument(
+        hub.run(events, adopt),
+        span,
+    ));
     HubHandle { events: events_tx }
 }
 
@@ -198,7 +201,11 @@ pub struct HubHandle {
 }
 
 impl Hub {
-    async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+        mut adopt: mpsc::UnboundedReceiver<super::probe::WarmAgent>,
+    ) {
         let mut changes = self.server.cache.subscribe();
         loop {
             tokio::select! {
@@ -207,6 +214,7 @@ impl Hub {
                 Some(expired) = futures::StreamExt::next(&mut self.timers), if !self.timers.is_empty() => {
                     self.on_event(expired.into_inner());
                 }
+                Some(warm) = adopt.recv() => self.on_adopt(warm),
                 Some(event) = events.recv() => {
                     let conn = event.connection();
                     // A panic handling one event must not take every session down with it:

@@ -34,14 +34,13 @@ pub(super) enum BackendEvent {
 /// Reads the agent's stdout into batches of frames for the hub.
 pub(super) async fn pump(
     slot: u32,
-    stdout: AgentStdout,
+    mut reader: LineReader<AgentStdout>,
     events: tokio::sync::mpsc::Sender<Event>,
     consumers: Consumers,
     server: Arc<crate::acp::server::Server>,
     agent: AgentName,
     mut exit: tokio::sync::watch::Receiver<Option<ExitInfo>>,
 ) {
-    let mut reader = LineReader::new(stdout, server.config.max_frame);
     loop {
         // Every client this agent streams to must have room: a slow one pauses the agent.
         let gauges = consumers.lock().map(|g| g.clone()).unwrap_or_default();

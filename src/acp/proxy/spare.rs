@@ -9,16 +9,80 @@
 //! show in `session/list`, and are closed (and deleted, where the agent can) on shutdown.
 //! An agent that fails to open one simply binds as before.
 //!
-//! The daemon also starts each agent's process once, when the catalog first lists it, so the
+//! The process that answered an agent's probe is handed to the hub and stays up as the agent's
+//! process (the probe's session becomes its first spare, when it was opened with the spare's
+//! params); an agent the catalog lists that has no process yet gets one started once, so the
 //! first bind after start-up finds it warm.
 
 use serde_json::{json, Value};
 
-use super::backend::{Pending, Spare};
+use super::backend::{Backend, BackendState, Pending, Spare};
 use super::Hub;
 use crate::acp::frame::Frame;
+use crate::acp::lines::LineReader;
+use crate::acp::probe::WarmAgent;
 
 impl Hub {
+    /// Takes a probed process as the agent's own, unless the agent has one already.
+    pub(super) fn on_adopt(&mut self, warm: WarmAgent) {
+        let (params, profile) = self.replayed_initialize(None);
+        let key = (warm.agent.clone(), profile);
+        let WarmAgent {
+            agent,
+            stdin,
+            stdout,
+            stderr,
+            control,
+            init_params,
+            init_result,
+            session_id,
+            session_params,
+            session_result,
+            early,
+        } = warm;
+        let spare = Spare {
+            backend_sid: session_id,
+            params: session_params,
+            result: session_result,
+            early,
+        };
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        let mut backend = Backend::new(agent.clone(), init_params.clone());
+        backend.state = BackendState::Ready;
+        backend.init_result = init_result;
+        // Ids the probe used are not reused, so a late answer cannot be mistaken.
+        backend.skip_ids(16);
+        self.backends.insert(slot, backend);
+        let (stdout, buffered) = stdout.into_parts();
+        let stdout = LineReader::resume(stdout, self.server.config.max_frame, buffered);
+        if !self.connect_process(slot, stdin, stdout, stderr, control) {
+            return;
+        }
+        let taken = self.slots.contains_key(&key) || init_params != params;
+        let current = self.spare_params();
+        let Some(backend) = self.backends.get_mut(&slot) else {
+            return;
+        };
+        if taken {
+            // The agent has a process already (or this one was initialized differently).
+            spare.close(backend);
+            backend.terminate_after(std::time::Duration::from_millis(200), &self.server.tracker);
+            self.backends.remove(&slot);
+            return;
+        }
+        tracing::info!(agent = %agent, slot, "the probed process stays up as the agent's process");
+        if current.as_ref() == Some(&spare.params) {
+            backend.spare = Some(spare);
+        } else {
+            spare.close(backend);
+        }
+        self.slots.insert(key, slot);
+        self.warmed.insert(agent);
+        self.maybe_idle(slot);
+        self.keep_spares();
+    }
+
     /// The params spares are opened with, once known.
     fn spare_params(&self) -> Option<Value> {
         let cwd = match self.server.runtime.container_workspace() {
