@@ -26,6 +26,19 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<
     result
 }
 
+/// Writes `contents` to `path` atomically (mode `mode`), creating its directory first with mode
+/// 0700 if it is missing: for the daemon's private state files.
+pub fn write_private(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    write_atomic(path, contents, mode)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,3 +62,4 @@ mod tests {
         );
     }
 }
+

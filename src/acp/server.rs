@@ -462,14 +462,7 @@ impl Server {
         if std::fs::read(&path).is_ok_and(|old| old == json) {
             return;
         }
-        if let Some(dir) = path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            let _ = std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir);
-        }
-        if let Err(e) = crate::fsutil::write_atomic(&path, &json, 0o600) {
+        if let Err(e) = crate::fsutil::write_private(&path, &json, 0o600) {
             tracing::warn!(path = %path.display(), "cannot persist the probe cache: {e}");
         }
     }

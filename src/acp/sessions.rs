@@ -103,17 +103,10 @@ impl SessionStore {
         let Some(path) = self.transcript_path(sid) else {
             return;
         };
-        if let Some(dir) = path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            let _ = std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir);
-        }
         let Ok(json) = serde_json::to_vec(saved) else {
             return;
         };
-        if let Err(e) = crate::fsutil::write_atomic(&path, &json, 0o600) {
+        if let Err(e) = crate::fsutil::write_private(&path, &json, 0o600) {
             tracing::warn!(path = %path.display(), "cannot save a transcript: {e}");
         }
     }
@@ -139,17 +132,10 @@ impl SessionStore {
 
     fn save(&self, records: &HashMap<String, SessionRecord>) {
         let Some(path) = &self.path else { return };
-        if let Some(dir) = path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            let _ = std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir);
-        }
         let Ok(json) = serde_json::to_vec_pretty(records) else {
             return;
         };
-        if let Err(e) = crate::fsutil::write_atomic(path, &json, 0o600) {
+        if let Err(e) = crate::fsutil::write_private(path, &json, 0o600) {
             tracing::warn!(path = %path.display(), "cannot save the session map: {e}");
         }
     }
