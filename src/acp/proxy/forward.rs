@@ -64,6 +64,11 @@ impl Hub {
         let error = match holder {
             Some(Some(h)) if h == conn => return true,
             None => unknown_session(sid),
+            Some(None) => RpcError::new(
+                INVALID_REQUEST,
+                format!("session {sid} is detached; session/load or session/resume it to attach it here"),
+            )
+            .with_data(json!({"sessionId": sid})),
             Some(_) => RpcError::new(
                 INVALID_REQUEST,
                 format!("session {sid} is attached to another connection; session/load or session/resume it to take it back"),
