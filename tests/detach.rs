@@ -371,6 +371,94 @@ async fn a_warm_bind_takes_the_spare_and_a_new_spare_is_opened() {
         .map(|s| s["sessionId"].as_str().unwrap())
         .collect();
     assert_eq!(ids, [sid.as_str()], "{listed}");
+    // At shutdown the spare is closed and deleted: only the user's session stays in the store.
+    proxy.stop().await;
+    let files = std::fs::read_dir(store.path()).unwrap().count();
+    assert_eq!(files, 1, "the spare was deleted at shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_moves_a_session_without_a_replay() {
+    let agents = Agents::new(&[("claude", "--models opus")]);
+    let proxy = Proxy::start(&agents).await;
+    let mut first = proxy.connect().await;
+    first.initialize().await;
+    let (sid, _) = first.new_session().await;
+    first.prompt(&sid, "remember").await;
+    let mut second = proxy.connect().await;
+    second.initialize().await;
+    let resumed = second
+        .call(
+            "session/resume",
+            json!({"sessionId": sid, "cwd": "/tmp", "mcpServers": []}),
+        )
+        .await;
+    assert!(resumed["configOptions"].is_array());
+    assert!(
+        second
+            .backlog
+            .iter()
+            .all(|v| v["method"] != "session/update"),
+        "no replay: {:?}",
+        second.backlog
+    );
+    let (chunks, _) = second.prompt(&sid, "resumed").await;
+    assert_eq!(chunks, ["claude/opus: resumed"]);
+    // The first connection, still open, lost it.
+    let err = first
+        .call_err("session/prompt", json!({"sessionId": sid, "prompt": []}))
+        .await;
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("another connection"),
+        "{err}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_sessions_in_memory_are_bounded() {
+    let agents = Agents::new(&[("claude", "--models opus")]);
+    let config = ProxyConfig {
+        max_detached: 2,
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&agents, config).await;
+    let mut sids = Vec::new();
+    for i in 0..3 {
+        let mut client = proxy.connect().await;
+        client.initialize().await;
+        let (sid, _) = client.new_session().await;
+        client.prompt(&sid, &format!("turn {i}")).await;
+        sids.push(sid);
+        drop(client);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut watcher = proxy.connect().await;
+    watcher.initialize().await;
+    let detached = |listed: &Value| -> Vec<String> {
+        listed["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["_meta"]["terok.state"] == "detached")
+            .map(|s| s["sessionId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held = detached(&watcher.call("session/list", json!({})).await);
+        if held.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    held.sort();
+    let mut newest = sids[1..].to_vec();
+    newest.sort();
+    assert_eq!(held, newest, "the longest-detached left memory first");
     proxy.stop().await;
 }
 
