@@ -146,7 +146,9 @@ pub async fn ensure_images(
             tag: &l0,
             args,
         };
-        stage.build(docker, &archive, req.rebuild, display).await?;
+        stage
+            .build_retrying(docker, &archive, req.rebuild, display)
+            .await?;
     }
     let cache_bust = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -162,7 +164,9 @@ pub async fn ensure_images(
         tag: &l1,
         args,
     };
-    stage.build(docker, &archive, req.rebuild, display).await?;
+    stage
+        .build_retrying(docker, &archive, req.rebuild, display)
+        .await?;
     if req.selection == Selection::All {
         tag(docker, &l1, &l1_alias(&base)).await?;
     }
@@ -217,6 +221,30 @@ struct Stage<'a> {
 }
 
 impl Stage<'_> {
+    /// [`Stage::build`], once more without the layer cache when the engine lost a cached layer
+    /// under the build (Podman reports "layer not known" when an image whose layers the cache
+    /// lookup found is removed meanwhile, e.g. by a concurrent `rmi`).
+    async fn build_retrying(
+        &self,
+        docker: &Docker,
+        archive: &[u8],
+        no_cache: bool,
+        display: Display,
+    ) -> Result<(), BuildError> {
+        match self.build(docker, archive, no_cache, display).await {
+            Err(BuildError::Step { message, .. })
+                if !no_cache && message.contains("layer not known") =>
+            {
+                tracing::warn!(
+                    tag = self.tag,
+                    "a cached layer vanished during the build; building again without the cache"
+                );
+                self.build(docker, archive, true, display).await
+            }
+            other => other,
+        }
+    }
+
     /// Sends the context, shows the builder's output and reports the first error it streams.
     async fn build(
         &self,
