@@ -21,9 +21,39 @@ use serde_json::{json, Value};
 pub const DEFAULT_TRANSCRIPT_BYTES: usize = 1 << 20;
 
 /// Raw frames are folded once the tail holds this many bytes...
-const TAIL_BYTES: usize = 256 * 1024;
-/// ...or this many frames.
-const TAIL_FRAMES: usize = 4096;
+const TAIL_BYTES: usize = 128 * 1024;
+/// ...or this many frames (a fold is a short pause of the hub: keep it short).
+const TAIL_FRAMES: usize = 1024;
+
+/// The few fields of a raw `session/update` frame that folding a text chunk needs, borrowed:
+/// most frames of a stream are text chunks, appended without building a JSON tree.
+#[derive(Deserialize)]
+struct RawFrame<'a> {
+    #[serde(borrow)]
+    params: RawParams<'a>,
+}
+
+#[derive(Deserialize)]
+struct RawParams<'a> {
+    #[serde(borrow)]
+    update: &'a serde_json::value::RawValue,
+}
+
+#[derive(Deserialize)]
+struct ChunkView<'a> {
+    #[serde(rename = "sessionUpdate", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    content: Option<ContentView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ContentView<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+}
 
 /// One recorded step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +107,8 @@ pub struct Transcript {
     /// Raw agent `session/update` frames not folded yet.
     tail: Vec<Bytes>,
     tail_bytes: usize,
+    /// Some entry lost the start of its text to the budget.
+    truncated: bool,
 }
 
 impl Transcript {
@@ -89,6 +121,7 @@ impl Transcript {
             tools: HashMap::new(),
             tail: Vec::new(),
             tail_bytes: 0,
+            truncated: false,
         }
     }
 
@@ -141,11 +174,28 @@ impl Transcript {
         }
         self.tail_bytes = 0;
         for raw in std::mem::take(&mut self.tail) {
-            let update = serde_json::from_slice::<Value>(&raw)
-                .ok()
-                .and_then(|mut v| v.pointer_mut("/params/update").map(Value::take));
-            if let Some(update) = update.filter(Value::is_object) {
-                self.apply(update);
+            let Ok(frame) = serde_json::from_slice::<RawFrame>(&raw) else {
+                continue;
+            };
+            let update = frame.params.update;
+            // A text chunk continuing the last entry is appended as it is.
+            if let Ok(ChunkView {
+                kind,
+                content:
+                    Some(ContentView {
+                        kind: content_kind,
+                        text: Some(text),
+                    }),
+            }) = serde_json::from_str::<ChunkView>(update.get())
+            {
+                if content_kind == "text" && self.append_text(&kind, &text) {
+                    continue;
+                }
+            }
+            if let Ok(update) = serde_json::from_str::<Value>(update.get()) {
+                if update.is_object() {
+                    self.apply(update);
+                }
             }
         }
     }
@@ -156,9 +206,9 @@ impl Transcript {
         self.entries.iter().map(|(e, _)| e)
     }
 
-    /// How many entries were dropped to stay within the budget.
+    /// How many entries were dropped to stay within the budget (counting a text cut short).
     pub fn dropped(&self) -> u64 {
-        self.dropped
+        self.dropped + u64::from(self.truncated)
     }
 
     /// Bytes held, tail included.
@@ -221,6 +271,19 @@ impl Transcript {
         if update.pointer("/content/type").and_then(Value::as_str) != Some("text") {
             return false;
         }
+        self.append_text(kind, text)
+    }
+
+    /// Appends `text` to the last entry when it is a text chunk of the same kind. One entry
+    /// never outgrows half the budget: past that its oldest text goes.
+    fn append_text(&mut self, kind: &str, text: &str) -> bool {
+        if !matches!(
+            kind,
+            "agent_message_chunk" | "agent_thought_chunk" | "user_message_chunk"
+        ) {
+            return false;
+        }
+        let limit = self.budget / 2;
         let Some((Entry::Update { update: last }, weight)) = self.entries.back_mut() else {
             return false;
         };
@@ -235,6 +298,16 @@ impl Transcript {
         so_far.push_str(text);
         *weight += text.len();
         self.bytes += text.len();
+        if so_far.len() > limit {
+            let mut cut = so_far.len() - limit * 3 / 4;
+            while !so_far.is_char_boundary(cut) {
+                cut += 1;
+            }
+            so_far.drain(..cut);
+            *weight -= cut.min(*weight);
+            self.bytes -= cut.min(self.bytes);
+            self.truncated = true;
+        }
         self.trim();
         true
     }
@@ -467,6 +540,20 @@ mod tests {
             first["content"]["text"],
             json!(format!("prompt 0 {}", "p".repeat(40)))
         );
+    }
+
+    #[test]
+    fn one_long_stream_keeps_its_newest_text_within_the_budget() {
+        let mut t = Transcript::new(64 * 1024);
+        for i in 0..20_000 {
+            t.record_raw(raw(chunk("agent_message_chunk", &format!("{i:08}|"))));
+        }
+        t.fold();
+        assert!(t.bytes() <= 64 * 1024, "{}", t.bytes());
+        let text = updates(&mut t)[0]["content"]["text"].as_str().unwrap().to_owned();
+        assert!(text.ends_with("00019999|"), "the newest text stays");
+        assert!(!text.contains("00000000|"), "the oldest went");
+        assert!(t.dropped() > 0);
     }
 
     #[test]
