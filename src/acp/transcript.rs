@@ -28,15 +28,26 @@ const TAIL_FRAMES: usize = 1024;
 /// The few fields of a raw `session/update` frame that folding a text chunk needs, borrowed:
 /// most frames of a stream are text chunks, appended without building a JSON tree.
 #[derive(Deserialize)]
-struct RawFrame<'a> {
+struct FrameView<'a> {
     #[serde(borrow)]
-    params: RawParams<'a>,
+    params: ParamsView<'a>,
 }
 
 #[derive(Deserialize)]
-struct RawParams<'a> {
+struct ParamsView<'a> {
     #[serde(borrow)]
-    update: &'a serde_json::value::RawValue,
+    update: ChunkView<'a>,
+}
+
+/// The update itself, for the frames that are not plain text chunks.
+#[derive(Deserialize)]
+struct FrameValue {
+    params: ParamsValue,
+}
+
+#[derive(Deserialize)]
+struct ParamsValue {
+    update: Value,
 }
 
 #[derive(Deserialize)]
@@ -174,27 +185,30 @@ impl Transcript {
         }
         self.tail_bytes = 0;
         for raw in std::mem::take(&mut self.tail) {
-            let Ok(frame) = serde_json::from_slice::<RawFrame>(&raw) else {
-                continue;
-            };
-            let update = frame.params.update;
-            // A text chunk continuing the last entry is appended as it is.
-            if let Ok(ChunkView {
-                kind,
-                content:
-                    Some(ContentView {
-                        kind: content_kind,
-                        text: Some(text),
-                    }),
-            }) = serde_json::from_str::<ChunkView>(update.get())
+            // A text chunk continuing the last entry is appended as it is: one pass over the
+            // frame, no JSON tree.
+            if let Ok(FrameView {
+                params:
+                    ParamsView {
+                        update:
+                            ChunkView {
+                                kind,
+                                content:
+                                    Some(ContentView {
+                                        kind: content_kind,
+                                        text: Some(text),
+                                    }),
+                            },
+                    },
+            }) = serde_json::from_slice::<FrameView>(&raw)
             {
                 if content_kind == "text" && self.append_text(&kind, &text) {
                     continue;
                 }
             }
-            if let Ok(update) = serde_json::from_str::<Value>(update.get()) {
-                if update.is_object() {
-                    self.apply(update);
+            if let Ok(frame) = serde_json::from_slice::<FrameValue>(&raw) {
+                if frame.params.update.is_object() {
+                    self.apply(frame.params.update);
                 }
             }
         }
@@ -550,7 +564,10 @@ mod tests {
         }
         t.fold();
         assert!(t.bytes() <= 64 * 1024, "{}", t.bytes());
-        let text = updates(&mut t)[0]["content"]["text"].as_str().unwrap().to_owned();
+        let text = updates(&mut t)[0]["content"]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert!(text.ends_with("00019999|"), "the newest text stays");
         assert!(!text.contains("00000000|"), "the oldest went");
         assert!(t.dropped() > 0);
