@@ -13,7 +13,6 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -115,9 +114,11 @@ pub struct Transcript {
     dropped: u64,
     /// Tool call id → absolute index of its entry.
     tools: HashMap<String, u64>,
-    /// Raw agent `session/update` frames not folded yet.
-    tail: Vec<Bytes>,
-    tail_bytes: usize,
+    /// Raw agent `session/update` frames not folded yet, copied one after another (a copy
+    /// lets the reader reuse its buffer; holding slices of it would keep every read alive).
+    tail: Vec<u8>,
+    /// Where each frame in `tail` ends.
+    tail_ends: Vec<usize>,
     /// Some entry lost the start of its text to the budget.
     truncated: bool,
 }
@@ -131,7 +132,7 @@ impl Transcript {
             dropped: 0,
             tools: HashMap::new(),
             tail: Vec::new(),
-            tail_bytes: 0,
+            tail_ends: Vec::new(),
             truncated: false,
         }
     }
@@ -148,11 +149,11 @@ impl Transcript {
     }
 
     /// Keeps a raw agent `session/update` frame (the whole JSON-RPC line) for folding later.
-    /// Cheap: a reference count and a push.
-    pub fn record_raw(&mut self, frame: Bytes) {
-        self.tail_bytes += frame.len();
-        self.tail.push(frame);
-        if self.tail_bytes >= TAIL_BYTES || self.tail.len() >= TAIL_FRAMES {
+    /// Cheap: one copy into the tail.
+    pub fn record_raw(&mut self, frame: &[u8]) {
+        self.tail.extend_from_slice(frame);
+        self.tail_ends.push(self.tail.len());
+        if self.tail.len() >= TAIL_BYTES || self.tail_ends.len() >= TAIL_FRAMES {
             self.fold();
         }
     }
@@ -180,11 +181,15 @@ impl Transcript {
 
     /// Folds the raw tail into entries.
     pub fn fold(&mut self) {
-        if self.tail.is_empty() {
+        if self.tail_ends.is_empty() {
             return;
         }
-        self.tail_bytes = 0;
-        for raw in std::mem::take(&mut self.tail) {
+        let tail = std::mem::take(&mut self.tail);
+        let ends = std::mem::take(&mut self.tail_ends);
+        let mut start = 0;
+        for end in ends {
+            let raw = &tail[start..end];
+            start = end;
             // A text chunk continuing the last entry is appended as it is: one pass over the
             // frame, no JSON tree.
             if let Ok(FrameView {
@@ -200,18 +205,21 @@ impl Transcript {
                                     }),
                             },
                     },
-            }) = serde_json::from_slice::<FrameView>(&raw)
+            }) = serde_json::from_slice::<FrameView>(raw)
             {
                 if content_kind == "text" && self.append_text(&kind, &text) {
                     continue;
                 }
             }
-            if let Ok(frame) = serde_json::from_slice::<FrameValue>(&raw) {
+            if let Ok(frame) = serde_json::from_slice::<FrameValue>(raw) {
                 if frame.params.update.is_object() {
                     self.apply(frame.params.update);
                 }
             }
         }
+        // Keep the allocation for the next run of frames.
+        self.tail = tail;
+        self.tail.clear();
     }
 
     /// The entries, folded first.
@@ -227,7 +235,7 @@ impl Transcript {
 
     /// Bytes held, tail included.
     pub fn bytes(&self) -> usize {
-        self.bytes + self.tail_bytes
+        self.bytes + self.tail.len()
     }
 
     pub fn save(&mut self) -> Saved {
@@ -301,12 +309,17 @@ impl Transcript {
         let Some((Entry::Update { update: last }, weight)) = self.entries.back_mut() else {
             return false;
         };
-        if last.get("sessionUpdate").and_then(Value::as_str) != Some(kind)
-            || last.pointer("/content/type").and_then(Value::as_str) != Some("text")
-        {
+        // Plain lookups: `Value::pointer` allocates per call, and this runs per streamed chunk.
+        if last.get("sessionUpdate").and_then(Value::as_str) != Some(kind) {
             return false;
         }
-        let Some(Value::String(so_far)) = last.pointer_mut("/content/text") else {
+        let Some(content) = last.get_mut("content") else {
+            return false;
+        };
+        if content.get("type").and_then(Value::as_str) != Some("text") {
+            return false;
+        }
+        let Some(Value::String(so_far)) = content.get_mut("text") else {
             return false;
         };
         so_far.push_str(text);
@@ -425,11 +438,10 @@ impl Transcript {
 mod tests {
     use super::*;
 
-    fn raw(update: Value) -> Bytes {
-        Bytes::from(
-            json!({"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": "a-1", "update": update}})
-                .to_string(),
-        )
+    fn raw(update: Value) -> Vec<u8> {
+        json!({"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": "a-1", "update": update}})
+            .to_string()
+            .into_bytes()
     }
 
     fn chunk(kind: &str, text: &str) -> Value {
@@ -450,10 +462,10 @@ mod tests {
         let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
         t.record_prompt(&[json!({"type": "text", "text": "hi"})]);
         for part in ["Hel", "lo", " there"] {
-            t.record_raw(raw(chunk("agent_message_chunk", part)));
+            t.record_raw(&raw(chunk("agent_message_chunk", part)));
         }
-        t.record_raw(raw(chunk("agent_thought_chunk", "hmm")));
-        t.record_raw(raw(chunk("agent_message_chunk", "!")));
+        t.record_raw(&raw(chunk("agent_thought_chunk", "hmm")));
+        t.record_raw(&raw(chunk("agent_message_chunk", "!")));
         t.record_turn_end("end_turn");
         let got = updates(&mut t);
         assert_eq!(
@@ -473,9 +485,9 @@ mod tests {
     #[test]
     fn a_turn_boundary_keeps_two_answers_apart() {
         let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
-        t.record_raw(raw(chunk("agent_message_chunk", "one")));
+        t.record_raw(&raw(chunk("agent_message_chunk", "one")));
         t.record_turn_end("end_turn");
-        t.record_raw(raw(chunk("agent_message_chunk", "two")));
+        t.record_raw(&raw(chunk("agent_message_chunk", "two")));
         let texts: Vec<String> = updates(&mut t)
             .iter()
             .map(|u| u["content"]["text"].as_str().unwrap().to_owned())
@@ -486,9 +498,9 @@ mod tests {
     #[test]
     fn a_tool_call_is_kept_once_at_its_latest_state() {
         let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
-        t.record_raw(raw(json!({"sessionUpdate": "tool_call", "toolCallId": "t1", "title": "Read", "status": "pending"})));
-        t.record_raw(raw(chunk("agent_message_chunk", "reading")));
-        t.record_raw(raw(json!({"sessionUpdate": "tool_call_update", "toolCallId": "t1", "status": "completed", "content": [{"type": "content"}]})));
+        t.record_raw(&raw(json!({"sessionUpdate": "tool_call", "toolCallId": "t1", "title": "Read", "status": "pending"})));
+        t.record_raw(&raw(chunk("agent_message_chunk", "reading")));
+        t.record_raw(&raw(json!({"sessionUpdate": "tool_call_update", "toolCallId": "t1", "status": "completed", "content": [{"type": "content"}]})));
         let got = updates(&mut t);
         assert_eq!(got.len(), 2);
         assert_eq!(
@@ -500,7 +512,7 @@ mod tests {
     #[test]
     fn an_update_of_an_unknown_tool_call_stands_for_the_call() {
         let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
-        t.record_raw(raw(
+        t.record_raw(&raw(
             json!({"sessionUpdate": "tool_call_update", "toolCallId": "t9", "status": "failed"}),
         ));
         assert_eq!(updates(&mut t)[0]["sessionUpdate"], "tool_call");
@@ -509,16 +521,16 @@ mod tests {
     #[test]
     fn state_updates_replace_their_previous_value() {
         let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
-        t.record_raw(raw(
+        t.record_raw(&raw(
             json!({"sessionUpdate": "available_commands_update", "availableCommands": [1]}),
         ));
-        t.record_raw(raw(chunk("agent_message_chunk", "x")));
-        t.record_raw(raw(
+        t.record_raw(&raw(chunk("agent_message_chunk", "x")));
+        t.record_raw(&raw(
             json!({"sessionUpdate": "available_commands_update", "availableCommands": [2]}),
         ));
-        t.record_raw(raw(json!({"sessionUpdate": "plan", "entries": [1]})));
-        t.record_raw(raw(json!({"sessionUpdate": "plan", "entries": [1, 2]})));
-        t.record_raw(raw(
+        t.record_raw(&raw(json!({"sessionUpdate": "plan", "entries": [1]})));
+        t.record_raw(&raw(json!({"sessionUpdate": "plan", "entries": [1, 2]})));
+        t.record_raw(&raw(
             json!({"sessionUpdate": "session_info_update", "title": "Fix the bug"}),
         ));
         let got = updates(&mut t);
@@ -535,7 +547,7 @@ mod tests {
             t.record_prompt(&[
                 json!({"type": "text", "text": format!("prompt {i} {}", "p".repeat(40))}),
             ]);
-            t.record_raw(raw(chunk("agent_message_chunk", &"a".repeat(50))));
+            t.record_raw(&raw(chunk("agent_message_chunk", &"a".repeat(50))));
             t.record_turn_end("end_turn");
         }
         assert!(t.bytes() <= 4096, "{} bytes", t.bytes());
@@ -560,7 +572,7 @@ mod tests {
     fn one_long_stream_keeps_its_newest_text_within_the_budget() {
         let mut t = Transcript::new(64 * 1024);
         for i in 0..20_000 {
-            t.record_raw(raw(chunk("agent_message_chunk", &format!("{i:08}|"))));
+            t.record_raw(&raw(chunk("agent_message_chunk", &format!("{i:08}|"))));
         }
         t.fold();
         assert!(t.bytes() <= 64 * 1024, "{}", t.bytes());
@@ -577,9 +589,9 @@ mod tests {
     fn the_raw_tail_is_folded_before_it_grows_large() {
         let mut t = Transcript::new(64 << 20);
         for _ in 0..(TAIL_FRAMES + 10) {
-            t.record_raw(raw(chunk("agent_message_chunk", "z")));
+            t.record_raw(&raw(chunk("agent_message_chunk", "z")));
         }
-        assert!(t.tail.len() < TAIL_FRAMES);
+        assert!(t.tail_ends.len() < TAIL_FRAMES);
         assert_eq!(
             updates(&mut t)[0]["content"]["text"]
                 .as_str()
@@ -592,9 +604,9 @@ mod tests {
     #[test]
     fn garbage_and_non_updates_in_the_tail_are_skipped() {
         let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
-        t.record_raw(Bytes::from_static(b"{not json"));
-        t.record_raw(Bytes::from_static(b"{\"params\":{\"update\":7}}"));
-        t.record_raw(raw(chunk("agent_message_chunk", "ok")));
+        t.record_raw(b"{not json");
+        t.record_raw(b"{\"params\":{\"update\":7}}");
+        t.record_raw(&raw(chunk("agent_message_chunk", "ok")));
         assert_eq!(updates(&mut t), vec![chunk("agent_message_chunk", "ok")]);
     }
 
@@ -602,7 +614,7 @@ mod tests {
     fn a_saved_transcript_restores_to_the_same_entries() {
         let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
         t.record_prompt(&[json!({"type": "text", "text": "q"})]);
-        t.record_raw(raw(chunk("agent_message_chunk", "a")));
+        t.record_raw(&raw(chunk("agent_message_chunk", "a")));
         t.record_turn_end("cancelled");
         let saved = t.save();
         let text = serde_json::to_string(&saved).unwrap();

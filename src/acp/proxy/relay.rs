@@ -381,7 +381,7 @@ impl Hub {
             None => frame,
         };
         if is_update {
-            session.transcript.record_raw(frame.raw().clone());
+            session.transcript.record_raw(frame.raw());
         }
         let Some(conn) = session.holder.and_then(|c| self.conns.get_mut(&c)) else {
             return;
