@@ -23,6 +23,23 @@ struct Editor {
 }
 
 impl Editor {
+    /// An editor running `acp connect --runtime local <agents>` as its agent.
+    fn connect(runtime_dir: &std::path::Path, agents: &std::path::Path) -> Editor {
+        let mut child = acp(runtime_dir)
+            .args(["connect", "--runtime", "local"])
+            .arg(agents)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        Editor {
+            lines: BufReader::new(stdout).lines(),
+            child,
+        }
+    }
+
     fn send(&mut self, value: Value) {
         let stdin = self.child.stdin.as_mut().unwrap();
         writeln!(stdin, "{value}").unwrap();
@@ -49,19 +66,7 @@ impl Editor {
 fn connect_starts_a_daemon_and_bridges_an_editor_session() {
     let agents = Agents::new(&[("claude", "--models opus,sonnet")]);
     let run = tempfile::tempdir().unwrap();
-    let mut child = acp(run.path())
-        .args(["connect", "--runtime", "local"])
-        .arg(agents.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut editor = Editor {
-        lines: BufReader::new(stdout).lines(),
-        child,
-    };
+    let mut editor = Editor::connect(run.path(), agents.path());
     editor.send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": 1, "clientCapabilities": {}}}));
     assert_eq!(editor.response(1)["result"]["protocolVersion"], 1);
     editor.send(json!({"jsonrpc": "2.0", "id": 2, "method": "session/new", "params": {"cwd": "/tmp", "mcpServers": []}}));
@@ -107,19 +112,7 @@ fn connect_starts_a_daemon_and_bridges_an_editor_session() {
         line.unwrap();
     }
     assert!(editor.child.wait().unwrap().success());
-    let mut child = acp(run.path())
-        .args(["connect", "--runtime", "local"])
-        .arg(agents.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut editor = Editor {
-        lines: BufReader::new(stdout).lines(),
-        child,
-    };
+    let mut editor = Editor::connect(run.path(), agents.path());
     editor.send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": 1, "clientCapabilities": {}}}));
     editor.response(1);
     editor.send(json!({"jsonrpc": "2.0", "id": 2, "method": "session/load", "params": {"sessionId": sid, "cwd": "/tmp", "mcpServers": []}}));
