@@ -553,3 +553,37 @@ async fn a_question_nobody_attaches_for_is_cancelled_when_the_ttl_ends() {
         .is_empty());
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pick_while_the_spare_is_opening_waits_for_it() {
+    // Every session/new takes 300 ms, so the pick arrives while the spare is being opened.
+    let agents = Agents::new(&[("claude", "--models opus,sonnet --delay-ms 300")]);
+    let proxy = Proxy::start(&agents).await;
+    let mut client = proxy.connect().await;
+    client.initialize().await;
+    let (sid, _) = client.new_session().await;
+    let opened = || {
+        agents
+            .received_method("claude", "session/new")
+            .iter()
+            .filter(|v| v["params"]["cwd"] == "/tmp")
+            .count()
+    };
+    eventually("the spare to be asked for", || opened() == 1).await;
+    client.pick(&sid, "claude:sonnet").await;
+    // The bind took the spare it waited for: right after the spare's session/new the agent
+    // heard the model selection, not a session/new of the bind's own.
+    let received = agents.received("claude");
+    let spare = received
+        .iter()
+        .position(|v| v["method"] == "session/new" && v["params"]["cwd"] == "/tmp")
+        .unwrap();
+    let next = received[spare + 1..]
+        .iter()
+        .find(|v| v["method"].is_string())
+        .expect("something after the spare");
+    assert_eq!(next["method"], "session/set_config_option", "{received:#?}");
+    let (chunks, _) = client.prompt(&sid, "waited").await;
+    assert_eq!(chunks, ["claude/sonnet: waited"]);
+    proxy.stop().await;
+}

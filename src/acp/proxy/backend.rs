@@ -119,6 +119,8 @@ pub(super) struct Backend {
     pub spare: Option<Spare>,
     /// The agent did not open a spare when asked: it binds without one.
     pub spare_failed: bool,
+    /// Binds waiting for the spare being opened now, since their params match it.
+    pub spare_waiters: Vec<Arc<str>>,
 }
 
 impl Backend {
@@ -142,6 +144,7 @@ impl Backend {
             idle_epoch: None,
             spare: None,
             spare_failed: false,
+            spare_waiters: Vec::new(),
         }
     }
 

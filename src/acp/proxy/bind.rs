@@ -127,7 +127,7 @@ impl Hub {
 
     /// Sends the agent-side `session/new` with the client's own params, or takes the agent's
     /// spare session when it was opened with the same params.
-    fn open_backend_session(&mut self, slot: u32, sid: &Arc<str>) {
+    pub(super) fn open_backend_session(&mut self, slot: u32, sid: &Arc<str>) {
         let Some(session) = self.sessions.get(sid) else {
             return;
         };
@@ -150,6 +150,9 @@ impl Hub {
                 for frame in early {
                     self.on_backend_frame(slot, frame);
                 }
+                return;
+            }
+            if self.wait_for_spare(slot, sid, &params) {
                 return;
             }
         }

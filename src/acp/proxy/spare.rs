@@ -14,6 +14,8 @@
 //! params); an agent the catalog lists that has no process yet gets one started once, so the
 //! first bind after start-up finds it warm.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use super::backend::{Backend, BackendState, Pending, Spare};
@@ -121,10 +123,11 @@ impl Hub {
                     stale.close(backend);
                 }
             }
+            // A bind's own session/new goes first: two at once slow a real agent down.
             let opening = backend
                 .pending
                 .values()
-                .any(|p| matches!(p, Pending::Spare { .. }));
+                .any(|p| matches!(p, Pending::Spare { .. } | Pending::NewSession { .. }));
             if backend.spare.is_none() && !opening {
                 backend.request(
                     "session/new",
@@ -153,7 +156,7 @@ impl Hub {
         else {
             tracing::info!(agent = %backend.agent, "no spare session: the agent did not open one");
             backend.spare_failed = true;
-            return;
+            return self.release_spare_waiters(slot);
         };
         let spare = Spare {
             backend_sid: sid,
@@ -163,10 +166,46 @@ impl Hub {
         };
         if backend.spare.is_some() || current.as_ref() != Some(&spare.params) {
             spare.close(backend);
-            return self.keep_spares();
+            self.keep_spares();
+            return self.release_spare_waiters(slot);
         }
         tracing::debug!(agent = %backend.agent, "spare session ready");
         backend.spare = Some(spare);
+        // A bind that waited for this spare takes it now; the others wait for the next.
+        self.release_spare_waiters(slot);
+    }
+
+    /// Parks a bind whose params match the spare the agent is opening right now, rather than
+    /// sending a second `session/new` beside it. Returns whether it waits.
+    pub(super) fn wait_for_spare(&mut self, slot: u32, sid: &Arc<str>, params: &Value) -> bool {
+        let Some(backend) = self.backends.get_mut(&slot) else {
+            return false;
+        };
+        let opening = backend
+            .pending
+            .values()
+            .any(|p| matches!(p, Pending::Spare { params: p } if p == params));
+        if opening {
+            tracing::info!(session = %sid, "waiting for the spare session being opened");
+            backend.spare_waiters.push(sid.clone());
+        }
+        opening
+    }
+
+    /// Binds that waited for a spare go on: each opens its session again (taking a ready
+    /// spare, waiting for the next one, or sending its own `session/new`).
+    fn release_spare_waiters(&mut self, slot: u32) {
+        let Some(backend) = self.backends.get_mut(&slot) else {
+            return;
+        };
+        for sid in std::mem::take(&mut backend.spare_waiters) {
+            let still_binding = self.sessions.get(&sid).is_some_and(|s| {
+                matches!(&s.state, super::session::SessionState::Binding { slot: b, link: None, .. } if *b == slot)
+            });
+            if still_binding {
+                self.open_backend_session(slot, &sid);
+            }
+        }
     }
 
     /// Takes the spare of `slot` when it was opened with `params`: its `session/new` result
