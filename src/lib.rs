@@ -6,8 +6,9 @@
 //!     typed envelope over raw frames, and the frames the proxy originates.
 //!   - [`acp::runtime`]: where agents live ([`acp::runtime::Runtime`]); `local` runs them from a
 //!     host directory.
-//!   - [`acp::probe`], [`acp::cache`], [`acp::models`], [`acp::picker`]: asking each agent for its
-//!     models, caching the answers, and the aggregated `agent:model` picker.
+//!   - [`acp::probe`], [`acp::cache`], [`acp::models`], [`acp::modes`], [`acp::picker`]: asking
+//!     each agent for its models, caching the answers (probes that outlive a request's wait land
+//!     later), legacy modes as a config option, and the aggregated `agent:model` picker.
 //!   - [`acp::proxy`]: the hub that owns the daemon's agent processes and sessions, with the
 //!     client connections as views onto them: answering, binding, relaying, detaching.
 //!   - [`acp::transcript`], [`acp::sessions`]: what each session's client saw, and the persisted

@@ -716,25 +716,66 @@ async fn the_bound_marker_names_the_agent_while_a_session_is_bound() {
 }
 
 #[tokio::test]
-async fn a_slow_probe_is_cut_off_at_the_probe_timeout() {
+async fn a_slow_agent_is_not_waited_for_past_the_probe_wait_and_joins_the_picker_later() {
     let agents = Agents::new(&[
         ("claude", "--models opus"),
-        ("sloth", "--models slow --delay-ms 5000"),
+        ("sloth", "--models slow --delay-ms 1500"),
     ]);
     let config = terok_executor::acp::server::ProxyConfig {
-        probe_timeout: std::time::Duration::from_millis(400),
+        probe_wait: std::time::Duration::from_millis(300),
         ..Default::default()
     };
     let proxy = Proxy::start_with(&agents, config).await;
     let mut client = proxy.connect().await;
     let started = std::time::Instant::now();
-    let (_, result) = client.new_session().await;
+    let (sid, result) = client.new_session().await;
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(3),
+        started.elapsed() < std::time::Duration::from_millis(1200),
         "took {:?}",
         started.elapsed()
     );
     assert_eq!(picker_values(&result["configOptions"]), ["claude:opus"]);
+    // The slow probe was not cut off: its answer reaches the open picker when it comes.
+    let update = client
+        .wait_for("the picker to gain the slow agent", |v| {
+            v["params"]["update"]["sessionUpdate"] == "config_option_update"
+        })
+        .await;
+    assert_eq!(update["params"]["sessionId"], sid.as_str());
+    assert_eq!(
+        picker_values(&update["params"]["update"]["configOptions"]),
+        ["claude:opus", "sloth:slow"]
+    );
+    assert_eq!(
+        agents.pids("sloth").len(),
+        1,
+        "one sloth process: the probe's"
+    );
+    let reply = client.pick(&sid, "sloth:slow").await;
+    assert_eq!(common::current_model(&reply["configOptions"]), "sloth:slow");
+    let (chunks, _) = client.prompt(&sid, "hi").await;
+    assert_eq!(chunks.concat(), "sloth/slow: hi");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn session_new_waits_for_the_first_agent_when_every_agent_is_still_starting() {
+    let agents = Agents::new(&[
+        ("slow", "--models a --delay-ms 700"),
+        ("slower", "--models b --delay-ms 3000"),
+    ]);
+    let config = terok_executor::acp::server::ProxyConfig {
+        probe_wait: std::time::Duration::from_millis(100),
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&agents, config).await;
+    let mut client = proxy.connect().await;
+    let init = client.initialize().await;
+    assert!(init["authMethods"].as_array().unwrap().is_empty());
+    // Nothing is ready past the wait, so the request waits on: a slow start is no error,
+    // least of all a login request.
+    let (_, result) = client.new_session().await;
+    assert_eq!(picker_values(&result["configOptions"]), ["slow:a"]);
     proxy.stop().await;
 }
 

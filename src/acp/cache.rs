@@ -1,12 +1,15 @@
 //! The probe cache, shared by every connection of a daemon.
 //!
 //! Entries are keyed by (image id, auth identity, agent). A successful probe is kept until it
-//! is invalidated (after an `authenticate`) or refreshed. Concurrent requests for one agent
-//! share one probe in flight. A failed probe is kept too, with exponential backoff (5 s doubling
-//! to 5 min): until it expires requests get the remembered error at once, so a dead or
-//! unauthenticated agent costs nothing per `session/new`. Every change to which agents are
-//! usable bumps a generation counter that connections watch to update their pickers. The map is
-//! a `DashMap`; no shard lock is ever held across an `.await`.
+//! is replaced (a refresh, or the answer of an agent's authenticated process) or invalidated.
+//! Concurrent requests for one agent share one probe in flight, and the probe runs on its own
+//! task: a request waits for it only until the probe has run for the wait it names, then goes
+//! on without it ([`ProbeError::Starting`]), and the probe's answer lands in the cache whenever
+//! it comes. A failed probe is kept too, with exponential backoff (5 s doubling to 5 min):
+//! until it expires requests get the remembered error at once, so a dead or unauthenticated
+//! agent costs nothing per `session/new`; a retry runs in the background while requests keep
+//! getting the last error. Every settled probe bumps a generation counter that the hub and the
+//! warm-up loop watch. The map is a `DashMap`; no shard lock is ever held across an `.await`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +20,8 @@ use futures::future::{BoxFuture, Shared};
 use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::probe::{AgentProbe, ProbeError};
 use super::runtime::{AgentName, Identity};
@@ -32,7 +37,8 @@ pub struct CacheKey {
     pub agent: AgentName,
 }
 
-type Flight = Shared<BoxFuture<'static, Result<Arc<AgentProbe>, ProbeError>>>;
+type ProbeFuture = BoxFuture<'static, Result<Arc<AgentProbe>, ProbeError>>;
+type Flight = Shared<ProbeFuture>;
 
 enum Slot {
     Ready(Arc<AgentProbe>),
@@ -40,6 +46,9 @@ enum Slot {
         flight: Flight,
         generation: u64,
         backoff: Option<Duration>,
+        started: Instant,
+        /// The failure this flight retries: what requests get meanwhile.
+        previous: Option<ProbeError>,
     },
     Failed {
         error: ProbeError,
@@ -48,19 +57,23 @@ enum Slot {
     },
 }
 
-pub struct ProbeCache {
+/// The cache's state, shared with the tasks that run its probes.
+struct Slots {
     slots: DashMap<CacheKey, Slot>,
     flights: AtomicU64,
     changes: watch::Sender<u64>,
 }
 
+pub struct ProbeCache {
+    inner: Arc<Slots>,
+    /// Where probe tasks run, and what stops them.
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
 impl Default for ProbeCache {
     fn default() -> Self {
-        ProbeCache {
-            slots: DashMap::new(),
-            flights: AtomicU64::new(0),
-            changes: watch::channel(0).0,
-        }
+        ProbeCache::with_tasks(TaskTracker::new(), CancellationToken::new())
     }
 }
 
@@ -70,112 +83,150 @@ fn next_backoff(previous: Option<Duration>) -> Duration {
         .unwrap_or(BACKOFF_START)
 }
 
+impl Slots {
+    fn changed(&self) {
+        self.changes.send_modify(|g| *g += 1);
+    }
+
+    /// Stores a flight's outcome, unless another flight (or a fresher answer) replaced it.
+    fn settle(
+        &self,
+        key: CacheKey,
+        generation: u64,
+        outcome: &Result<Arc<AgentProbe>, ProbeError>,
+    ) {
+        let dashmap::mapref::entry::Entry::Occupied(mut entry) = self.slots.entry(key) else {
+            return;
+        };
+        let backoff = match entry.get() {
+            Slot::InFlight {
+                generation: g,
+                backoff,
+                ..
+            } if *g == generation => *backoff,
+            _ => return,
+        };
+        match outcome {
+            Ok(probe) => {
+                entry.insert(Slot::Ready(probe.clone()));
+            }
+            Err(error) => {
+                let backoff = next_backoff(backoff);
+                entry.insert(Slot::Failed {
+                    error: error.clone(),
+                    retry_at: Instant::now() + backoff,
+                    backoff,
+                });
+            }
+        }
+        drop(entry);
+        self.changed();
+    }
+}
+
 impl ProbeCache {
     pub fn new() -> ProbeCache {
         ProbeCache::default()
     }
 
-    /// A receiver that sees a new value whenever the set of usable agents may have changed.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
+    /// A cache whose probes run under `tasks` and stop at `shutdown`.
+    pub fn with_tasks(tasks: TaskTracker, shutdown: CancellationToken) -> ProbeCache {
+        ProbeCache {
+            inner: Arc::new(Slots {
+                slots: DashMap::new(),
+                flights: AtomicU64::new(0),
+                changes: watch::channel(0).0,
+            }),
+            tasks,
+            shutdown,
+        }
     }
 
-    fn changed(&self) {
-        self.changes.send_modify(|g| *g += 1);
+    /// A receiver that sees a new value whenever a probe settled or an entry changed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
     }
 
     /// Returns the cached probe for `key`, the remembered failure while its backoff runs, or
-    /// the outcome of `probe` (joining one already in flight).
+    /// the outcome of `probe` (joining one already in flight) if it comes before the probe has
+    /// run for `wait`; after that, [`ProbeError::Starting`] while the probe goes on. A retry of
+    /// a failed agent is not waited for: the last failure stands until the retry settles.
     pub async fn get_or_probe<F>(
         &self,
         key: CacheKey,
+        wait: Duration,
         probe: F,
     ) -> Result<Arc<AgentProbe>, ProbeError>
     where
-        F: FnOnce() -> BoxFuture<'static, Result<Arc<AgentProbe>, ProbeError>>,
+        F: FnOnce() -> ProbeFuture,
     {
         use dashmap::mapref::entry::Entry;
-        let (flight, generation) = match self.slots.entry(key.clone()) {
+        let (flight, started, previous) = match self.inner.slots.entry(key.clone()) {
             Entry::Occupied(mut occupied) => match occupied.get() {
                 Slot::Ready(probe) => return Ok(probe.clone()),
                 Slot::Failed {
                     error, retry_at, ..
                 } if *retry_at > Instant::now() => return Err(error.clone()),
                 Slot::InFlight {
-                    flight, generation, ..
-                } => (flight.clone(), *generation),
-                Slot::Failed { backoff, .. } => {
-                    let (slot, flight, generation) = self.new_flight(probe(), Some(*backoff));
+                    flight,
+                    started,
+                    previous,
+                    ..
+                } => (flight.clone(), *started, previous.clone()),
+                Slot::Failed { backoff, error, .. } => {
+                    let previous = Some(error.clone());
+                    let (slot, flight) =
+                        self.new_flight(&key, probe(), Some(*backoff), previous.clone());
                     occupied.insert(slot);
-                    (flight, generation)
+                    (flight, Instant::now(), previous)
                 }
             },
             Entry::Vacant(vacant) => {
-                let (slot, flight, generation) = self.new_flight(probe(), None);
+                let (slot, flight) = self.new_flight(&key, probe(), None, None);
                 vacant.insert(slot);
-                (flight, generation)
+                (flight, Instant::now(), None)
             }
         };
-        self.settle(key, flight, generation).await
+        if let Some(previous) = previous {
+            // A finished retry is already settled; one still running does not hold anyone up.
+            return flight.now_or_never().unwrap_or(Err(previous));
+        }
+        match tokio::time::timeout_at(started + wait, flight).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(ProbeError::Starting(started.elapsed())),
+        }
     }
 
+    /// Starts `future` on its own task, which stores its outcome when it settles.
     fn new_flight(
         &self,
-        future: BoxFuture<'static, Result<Arc<AgentProbe>, ProbeError>>,
+        key: &CacheKey,
+        future: ProbeFuture,
         backoff: Option<Duration>,
-    ) -> (Slot, Flight, u64) {
-        let generation = self.flights.fetch_add(1, Ordering::Relaxed);
+        previous: Option<ProbeError>,
+    ) -> (Slot, Flight) {
+        let generation = self.inner.flights.fetch_add(1, Ordering::Relaxed);
         let flight = future.shared();
-        (
-            Slot::InFlight {
-                flight: flight.clone(),
-                generation,
-                backoff,
-            },
-            flight,
-            generation,
-        )
-    }
-
-    /// Awaits a flight and stores its outcome, unless another flight replaced it meanwhile.
-    async fn settle(
-        &self,
-        key: CacheKey,
-        flight: Flight,
-        generation: u64,
-    ) -> Result<Arc<AgentProbe>, ProbeError> {
-        let outcome = flight.await;
-        let mut notify = false;
-        if let dashmap::mapref::entry::Entry::Occupied(mut entry) = self.slots.entry(key) {
-            if let Slot::InFlight {
-                generation: g,
-                backoff,
-                ..
-            } = entry.get()
-            {
-                if *g == generation {
-                    let backoff = *backoff;
-                    match &outcome {
-                        Ok(probe) => {
-                            entry.insert(Slot::Ready(probe.clone()));
-                            notify = true;
-                        }
-                        Err(error) => {
-                            let backoff = next_backoff(backoff);
-                            entry.insert(Slot::Failed {
-                                error: error.clone(),
-                                retry_at: Instant::now() + backoff,
-                                backoff,
-                            });
-                        }
-                    }
-                }
+        let (inner, driven, key, shutdown) = (
+            self.inner.clone(),
+            flight.clone(),
+            key.clone(),
+            self.shutdown.clone(),
+        );
+        self.tasks.spawn(async move {
+            tokio::select! {
+                outcome = driven => inner.settle(key, generation, &outcome),
+                _ = shutdown.cancelled() => {}
             }
-        }
-        if notify {
-            self.changed();
-        }
-        outcome
+        });
+        let slot = Slot::InFlight {
+            flight: flight.clone(),
+            generation,
+            backoff,
+            started: Instant::now(),
+            previous,
+        };
+        (slot, flight)
     }
 
     /// Probes `key` again while its current answer stays visible, then stores the new outcome
@@ -188,14 +239,13 @@ impl ProbeCache {
         let outcome = probe.await;
         let changed = match (outcome, self.get(&key)) {
             (Ok(new), old) => {
-                let changed =
-                    old.is_none_or(|old| old.menu != new.menu || old.initialize != new.initialize);
-                self.slots.insert(key, Slot::Ready(new));
+                let changed = old.is_none_or(|old| *old != *new);
+                self.inner.slots.insert(key, Slot::Ready(new));
                 changed
             }
             (Err(error), old) => {
                 let backoff = BACKOFF_START;
-                self.slots.insert(
+                self.inner.slots.insert(
                     key,
                     Slot::Failed {
                         error,
@@ -207,13 +257,13 @@ impl ProbeCache {
             }
         };
         if changed {
-            self.changed();
+            self.inner.changed();
         }
     }
 
     /// The cached probe for `key`, if one is ready.
     pub fn get(&self, key: &CacheKey) -> Option<Arc<AgentProbe>> {
-        match self.slots.get(key).as_deref() {
+        match self.inner.slots.get(key).as_deref() {
             Some(Slot::Ready(probe)) => Some(probe.clone()),
             _ => None,
         }
@@ -221,19 +271,37 @@ impl ProbeCache {
 
     /// Stores a probe known from elsewhere (a persisted cache), unless the key is settled.
     pub fn seed(&self, key: CacheKey, probe: Arc<AgentProbe>) {
-        self.slots.entry(key).or_insert(Slot::Ready(probe));
+        self.inner.slots.entry(key).or_insert(Slot::Ready(probe));
+    }
+
+    /// Stores `probe` as the answer for `key`, replacing whatever was there (a probe in flight
+    /// keeps running, and its outcome is dropped): an authenticated process answered.
+    pub fn store(&self, key: CacheKey, probe: Arc<AgentProbe>) {
+        let changed = self.get(&key).is_none_or(|old| *old != *probe);
+        self.inner.slots.insert(key, Slot::Ready(probe));
+        if changed {
+            self.inner.changed();
+        }
+    }
+
+    /// Whether a probe of `key` is running right now.
+    pub fn in_flight(&self, key: &CacheKey) -> bool {
+        matches!(
+            self.inner.slots.get(key).as_deref(),
+            Some(Slot::InFlight { .. })
+        )
     }
 
     /// Forgets `key`, so the next request probes again (after an `authenticate`).
     pub fn invalidate(&self, key: &CacheKey) {
-        if self.slots.remove(key).is_some() {
-            self.changed();
+        if self.inner.slots.remove(key).is_some() {
+            self.inner.changed();
         }
     }
 
     /// Drops the backoff of every failed entry so the next request probes again.
     pub fn retry_failed_now(&self) {
-        for mut slot in self.slots.iter_mut() {
+        for mut slot in self.inner.slots.iter_mut() {
             if let Slot::Failed { retry_at, .. } = &mut *slot {
                 *retry_at = Instant::now();
             }
@@ -242,7 +310,8 @@ impl ProbeCache {
 
     /// When the earliest backoff expires, if any entry is failing.
     pub fn next_retry(&self) -> Option<Instant> {
-        self.slots
+        self.inner
+            .slots
             .iter()
             .filter_map(|slot| match &*slot {
                 Slot::Failed { retry_at, .. } => Some(*retry_at),
@@ -253,7 +322,8 @@ impl ProbeCache {
 
     /// Every ready probe of `identity`, for persisting.
     pub fn ready(&self, identity: &Identity) -> Vec<Arc<AgentProbe>> {
-        self.slots
+        self.inner
+            .slots
             .iter()
             .filter(|slot| slot.key().identity == *identity)
             .filter_map(|slot| match &*slot {
@@ -285,7 +355,17 @@ mod tests {
             agent: AgentName::new(agent).unwrap(),
             initialize: serde_json::json!({}),
             menu: ModelMenu::from_session(&serde_json::json!({})),
+            modes: None,
         })
+    }
+
+    const WAIT: Duration = Duration::from_secs(1);
+
+    /// Lets the tasks that settle probes run.
+    async fn settle_tasks() {
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
     }
 
     #[tokio::test]
@@ -297,7 +377,7 @@ mod tests {
             let (cache, runs) = (cache.clone(), runs.clone());
             tasks.push(tokio::spawn(async move {
                 cache
-                    .get_or_probe(key("a"), move || {
+                    .get_or_probe(key("a"), WAIT, move || {
                         async move {
                             runs.fetch_add(1, Ordering::SeqCst);
                             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -312,7 +392,42 @@ mod tests {
             assert!(task.await.unwrap().is_ok());
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
+        settle_tasks().await;
         assert!(cache.get(&key("a")).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_past_the_wait_goes_on_and_lands_later() {
+        let cache = ProbeCache::new();
+        let changes = cache.subscribe();
+        let slow = || {
+            async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok(fake_probe("s"))
+            }
+            .boxed()
+        };
+        let first = cache.get_or_probe(key("s"), WAIT, slow).await;
+        assert!(
+            matches!(first, Err(ProbeError::Starting(d)) if d >= WAIT),
+            "{first:?}"
+        );
+        assert!(cache.in_flight(&key("s")), "the probe was not cut off");
+        // A later request waits no longer than the probe's own start plus the wait.
+        let started = Instant::now();
+        let second = cache
+            .get_or_probe(key("s"), WAIT, || unreachable!("one flight"))
+            .await;
+        assert!(matches!(second, Err(ProbeError::Starting(_))));
+        assert_eq!(Instant::now(), started, "the wait had already passed");
+        assert!(!changes.has_changed().unwrap());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        settle_tasks().await;
+        assert!(
+            changes.has_changed().unwrap(),
+            "the late answer is announced"
+        );
+        assert!(cache.get(&key("s")).is_some());
     }
 
     #[tokio::test(start_paused = true)]
@@ -332,19 +447,23 @@ mod tests {
             }
         };
         assert!(cache
-            .get_or_probe(key("b"), failing(runs.clone()))
+            .get_or_probe(key("b"), WAIT, failing(runs.clone()))
             .await
             .is_err());
+        settle_tasks().await;
         // Within the backoff the remembered error comes back without probing.
-        let again = cache.get_or_probe(key("b"), failing(runs.clone())).await;
+        let again = cache
+            .get_or_probe(key("b"), WAIT, failing(runs.clone()))
+            .await;
         assert!(matches!(again, Err(ProbeError::AuthRequired { .. })));
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         let first = cache.next_retry().unwrap();
         tokio::time::advance(BACKOFF_START + Duration::from_millis(1)).await;
         assert!(cache
-            .get_or_probe(key("b"), failing(runs.clone()))
+            .get_or_probe(key("b"), WAIT, failing(runs.clone()))
             .await
             .is_err());
+        settle_tasks().await;
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         // The second wait is twice the first.
         let second = cache.next_retry().unwrap();
@@ -352,31 +471,65 @@ mod tests {
         // Many failures later the wait stops growing.
         for _ in 0..12 {
             tokio::time::advance(BACKOFF_MAX + Duration::from_millis(1)).await;
-            let _ = cache.get_or_probe(key("b"), failing(runs.clone())).await;
+            let _ = cache
+                .get_or_probe(key("b"), WAIT, failing(runs.clone()))
+                .await;
+            settle_tasks().await;
         }
         assert!(cache.next_retry().unwrap() - Instant::now() <= BACKOFF_MAX);
     }
 
-    #[tokio::test]
-    async fn success_after_failure_and_invalidation_notify_watchers() {
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_does_not_hold_requests_up() {
         let cache = ProbeCache::new();
-        let mut changes = cache.subscribe();
         let _ = cache
-            .get_or_probe(key("c"), || {
+            .get_or_probe(key("r"), WAIT, || {
                 async { Err(ProbeError::Spawn("no".into())) }.boxed()
             })
             .await;
+        settle_tasks().await;
+        cache.retry_failed_now();
+        let started = Instant::now();
+        let during = cache
+            .get_or_probe(key("r"), WAIT, || {
+                async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok(fake_probe("r"))
+                }
+                .boxed()
+            })
+            .await;
+        assert!(matches!(during, Err(ProbeError::Spawn(_))), "{during:?}");
+        assert_eq!(Instant::now(), started);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        settle_tasks().await;
+        assert!(cache.get(&key("r")).is_some());
+    }
+
+    #[tokio::test]
+    async fn settled_probes_store_and_invalidation_notify_watchers() {
+        let cache = ProbeCache::new();
+        let mut changes = cache.subscribe();
+        let _ = cache
+            .get_or_probe(key("c"), WAIT, || {
+                async { Err(ProbeError::Spawn("no".into())) }.boxed()
+            })
+            .await;
+        settle_tasks().await;
+        assert!(
+            changes.has_changed().unwrap(),
+            "a settled probe is announced"
+        );
+        changes.mark_unchanged();
+        cache.store(key("c"), fake_probe("c"));
+        assert!(changes.has_changed().unwrap());
+        assert!(cache.get(&key("c")).is_some());
+        changes.mark_unchanged();
+        cache.store(key("c"), fake_probe("c"));
         assert!(
             !changes.has_changed().unwrap(),
-            "a failure of an unknown agent changes nothing"
+            "the same answer again changes nothing"
         );
-        cache.retry_failed_now();
-        assert!(cache
-            .get_or_probe(key("c"), || async { Ok(fake_probe("c")) }.boxed())
-            .await
-            .is_ok());
-        assert!(changes.has_changed().unwrap());
-        changes.mark_unchanged();
         cache.invalidate(&key("c"));
         assert!(changes.has_changed().unwrap());
         assert!(cache.get(&key("c")).is_none());

@@ -11,6 +11,7 @@ pub mod listing;
 pub mod message;
 pub mod method;
 pub mod models;
+pub mod modes;
 pub mod outbox;
 pub mod paths;
 pub mod picker;

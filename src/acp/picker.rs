@@ -301,6 +301,7 @@ mod tests {
             agent: AgentName::new(agent).unwrap(),
             initialize: json!({"agentInfo": {"name": agent, "title": agent.to_uppercase()}}),
             menu: ModelMenu::from_session(&session),
+            modes: None,
         })
     }
 
@@ -401,6 +402,7 @@ mod tests {
                 agent: AgentName::new(&format!("a{}", caps.to_string().len())).unwrap(),
                 initialize: json!({"agentCapabilities": caps}),
                 menu: ModelMenu::from_session(&json!({})),
+                modes: None,
             })
         };
         let c = Catalog::new(vec![
@@ -432,6 +434,7 @@ mod tests {
                 {"id": "key", "name": "API key", "type": "env_var", "vars": [{"name": "K"}]},
                 {"id": "tty", "name": "Terminal", "type": "terminal", "args": ["--login"]}]}),
             menu: ModelMenu::from_session(&json!({})),
+            modes: None,
         });
         let c = Catalog::with_auth(
             vec![probe],

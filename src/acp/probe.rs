@@ -1,7 +1,9 @@
 //! Probing an agent: what it can do and which models it offers.
 //!
 //! A probe starts the agent's wrapper, sends `initialize` and `session/new` (in the runtime's
-//! workspace) and reads the model selector from the answer, all under one deadline. Inside a
+//! workspace) and reads the model selector from the answer. Its limit is long: it is there for
+//! agents that hang, not for slow ones, since how long a request waits for a probe is the
+//! cache's business and a probe that outlives the wait still lands in the cache. Inside a
 //! daemon the live process is then handed to the hub, which keeps it as the agent's process
 //! (and the probe's session as its spare); elsewhere the probe closes its session and ends the
 //! process itself, since real agents do not exit when their stdin closes.
@@ -19,19 +21,33 @@ use super::message::{self, AUTH_REQUIRED};
 use super::models::ModelMenu;
 use super::runtime::{AgentName, AgentProcess, Runtime};
 
-/// Default deadline for one probe, overridable with `TEROK_ACP_PROBE_TIMEOUT_SECS`.
-pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a probe may run before its agent counts as hung and its process is ended,
+/// overridable with `TEROK_ACP_PROBE_TIMEOUT_SECS`.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a successful probe learned.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AgentProbe {
     pub agent: AgentName,
     /// The agent's `initialize` result, verbatim.
     pub initialize: Value,
     pub menu: ModelMenu,
+    /// The legacy `modes` block of its `session/new` answer, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modes: Option<Value>,
 }
 
 impl AgentProbe {
+    /// What an agent's `initialize` and `session/new` answers say.
+    pub fn from_answers(agent: AgentName, initialize: Value, session: &Value) -> AgentProbe {
+        AgentProbe {
+            agent,
+            initialize,
+            menu: ModelMenu::from_session(session),
+            modes: super::modes::legacy_modes(session),
+        }
+    }
+
     /// The agent's display title from `agentInfo`, else its name.
     pub fn title(&self) -> String {
         let info = self.initialize.get("agentInfo");
@@ -48,6 +64,9 @@ pub enum ProbeError {
     Spawn(String),
     #[error("no answer within {0:?}{suffix}", suffix = stderr_suffix(.1))]
     Timeout(Duration, String),
+    /// The probe is still running; its answer reaches the cache when it comes.
+    #[error("still starting ({:.1} s so far)", .0.as_secs_f64())]
+    Starting(Duration),
     #[error("authentication required: {message}")]
     AuthRequired {
         message: String,
@@ -73,7 +92,7 @@ fn stderr_suffix(stderr: &str) -> String {
     }
 }
 
-/// The probe deadline from the environment, or the default.
+/// The probe limit from the environment, or the default.
 pub fn probe_timeout_from_env() -> Duration {
     std::env::var("TEROK_ACP_PROBE_TIMEOUT_SECS")
         .ok()
@@ -161,11 +180,7 @@ pub async fn probe(
             return Err(ProbeError::Timeout(timeout, stderr.text()));
         }
     };
-    let probe = AgentProbe {
-        agent: agent.clone(),
-        menu: ModelMenu::from_session(&session_result),
-        initialize,
-    };
+    let probe = AgentProbe::from_answers(agent.clone(), initialize, &session_result);
     if let Some(adopter) = adopter() {
         let warm = WarmAgent {
             agent: agent.clone(),

@@ -49,10 +49,20 @@ impl FrameDebug {
     }
 }
 
+/// How long `session/new` waits for an agent's first probe by default.
+pub const DEFAULT_PROBE_WAIT: Duration = Duration::from_secs(10);
+/// How long `initialize` waits for agents' first probes by default.
+pub const DEFAULT_INITIALIZE_WAIT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
-    /// Deadline of one probe.
+    /// How long a probe may run before its agent counts as hung (`TEROK_ACP_PROBE_TIMEOUT_SECS`).
     pub probe_timeout: Duration,
+    /// How long `session/new` waits for an agent's first probe, counted from the probe's start
+    /// (`TEROK_ACP_PROBE_WAIT_SECS`). With no agent ready yet it waits on for the first one.
+    pub probe_wait: Duration,
+    /// How long `initialize` waits for agents' first probes (`TEROK_ACP_INITIALIZE_WAIT_SECS`).
+    pub initialize_wait: Duration,
     /// Deadline of one bind: spawn, `initialize`, `session/new` and the model pick.
     pub bind_timeout: Duration,
     /// Longest accepted line.
@@ -106,6 +116,8 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             probe_timeout: probe::DEFAULT_PROBE_TIMEOUT,
+            probe_wait: DEFAULT_PROBE_WAIT,
+            initialize_wait: DEFAULT_INITIALIZE_WAIT,
             bind_timeout: Duration::from_secs(30),
             max_frame: DEFAULT_MAX_FRAME,
             debug: FrameDebug::Off,
@@ -134,6 +146,12 @@ impl ProxyConfig {
             debug: FrameDebug::from_env(),
             ..Default::default()
         };
+        if let Some(secs) = env_secs("TEROK_ACP_PROBE_WAIT_SECS") {
+            config.probe_wait = secs;
+        }
+        if let Some(secs) = env_secs("TEROK_ACP_INITIALIZE_WAIT_SECS") {
+            config.initialize_wait = secs;
+        }
         if let Some(secs) = env_secs("TEROK_ACP_BIND_TIMEOUT_SECS") {
             config.bind_timeout = secs;
         }
@@ -251,12 +269,13 @@ struct BoundSessions {
 impl Server {
     pub fn new(runtime: Arc<dyn Runtime>, config: ProxyConfig) -> Arc<Server> {
         let sessions = super::sessions::SessionStore::open(config.sessions_file.clone());
+        let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
         Arc::new(Server {
             runtime,
-            cache: ProbeCache::new(),
+            cache: ProbeCache::with_tasks(tracker.clone(), shutdown.clone()),
             config,
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
+            shutdown,
+            tracker,
             stop_reason: Mutex::new("the ACP daemon is shutting down".into()),
             sessions,
             next_connection: AtomicU64::new(1),
@@ -286,7 +305,7 @@ impl Server {
         &self,
         agent: AgentName,
     ) -> futures::future::BoxFuture<'static, Result<Arc<probe::AgentProbe>, ProbeError>> {
-        let (runtime, timeout, adopter) = (
+        let (runtime, limit, adopter) = (
             self.runtime.clone(),
             self.config.probe_timeout,
             self.adopter.clone(),
@@ -294,7 +313,7 @@ impl Server {
         let init = self.default_initialize();
         async move {
             let adopter = move || adopter.lock().ok().and_then(|a| a.clone());
-            probe::probe(runtime.as_ref(), &agent, timeout, &init, adopter).await
+            probe::probe(runtime.as_ref(), &agent, limit, &init, adopter).await
         }
         .boxed()
     }
@@ -304,8 +323,9 @@ impl Server {
     }
 
     /// Probes every agent (sharing flights with concurrent callers) and returns those that
-    /// answered. Fails only when none did.
-    pub async fn catalog(&self) -> Result<Catalog, CatalogError> {
+    /// answered before their probe had run for `wait`; the others go on in the background.
+    /// Fails only when none is ready.
+    pub async fn catalog_within(&self, wait: Duration) -> Result<Catalog, CatalogError> {
         let agents = self
             .runtime
             .agents()
@@ -328,7 +348,7 @@ impl Server {
             async move {
                 let outcome = self
                     .cache
-                    .get_or_probe(key, || self.probe_future(agent.clone()))
+                    .get_or_probe(key, wait, || self.probe_future(agent.clone()))
                     .await;
                 (agent, outcome)
             }
@@ -339,7 +359,11 @@ impl Server {
             match outcome {
                 Ok(probe) => ready.push(probe),
                 Err(e) => {
-                    tracing::warn!(agent = %agent, "left out of the picker: {e}");
+                    if matches!(e, ProbeError::Starting(_)) {
+                        tracing::debug!(agent = %agent, "not in the picker yet: {e}");
+                    } else {
+                        tracing::warn!(agent = %agent, "left out of the picker: {e}");
+                    }
                     failures.push((agent, e));
                 }
             }
@@ -349,6 +373,25 @@ impl Server {
         }
         let auth_needed = CatalogError::AllFailed(failures).auth_needed();
         Ok(Catalog::with_auth(ready, auth_needed))
+    }
+
+    /// The catalog `session/new` answers from: the agents ready within the probe wait. While
+    /// none is ready and some are still starting, it waits on for the first to settle (up to
+    /// the probe limit), rather than failing a request that only came early.
+    pub async fn session_catalog(&self) -> Result<Catalog, CatalogError> {
+        let deadline = tokio::time::Instant::now() + self.config.probe_timeout;
+        let mut changes = self.cache.subscribe();
+        loop {
+            changes.mark_unchanged();
+            let outcome = self.catalog_within(self.config.probe_wait).await;
+            if !outcome.as_ref().is_err_and(CatalogError::starting) {
+                return outcome;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return outcome,
+            }
+        }
     }
 
     /// Keeps the cache warm for the daemon's lifetime: seeds it from the persisted cache (and
@@ -363,10 +406,12 @@ impl Server {
                 let mut changes = server.cache.subscribe();
                 loop {
                     changes.mark_unchanged();
-                    match server.catalog().await {
+                    // Probes run on their own; this pass only starts them and sees what settled.
+                    match server.catalog_within(Duration::ZERO).await {
                         Ok(catalog) => {
                             tracing::debug!(agents = catalog.agents().len(), "probe cache warm")
                         }
+                        Err(e) if e.starting() => {}
                         Err(e) => tracing::warn!("{}", e.to_rpc().message),
                     }
                     server.persist().await;
@@ -455,6 +500,11 @@ impl Server {
             .iter()
             .map(|p| (**p).clone())
             .collect();
+        if probes.is_empty() {
+            // Nothing learned yet (probes still running): an empty file would only mislead the
+            // next start.
+            return;
+        }
         probes.sort_by(|a, b| a.agent.cmp(&b.agent));
         let Ok(json) = serde_json::to_vec_pretty(&probes) else {
             return;
@@ -467,13 +517,17 @@ impl Server {
         }
     }
 
-    /// Forgets an agent's cached probe (after a login), so the refresher probes it again and
-    /// every connection sees the result.
-    pub fn forget_probe(self: &Arc<Self>, agent: AgentName) {
+    /// Stores what an agent's logged-in process answered as its probe, so the cache (and every
+    /// picker watching it) shows the agent at once, and the refresher leaves it be.
+    pub fn learn_probe(self: &Arc<Self>, probe: probe::AgentProbe) {
         let server = self.clone();
         self.tracker.spawn(async move {
             if let Ok(identity) = server.runtime.identity().await {
-                server.cache.invalidate(&CacheKey { identity, agent });
+                let key = CacheKey {
+                    identity,
+                    agent: probe.agent.clone(),
+                };
+                server.cache.store(key, Arc::new(probe));
             }
         });
     }
@@ -579,29 +633,58 @@ impl CatalogError {
             .collect()
     }
 
-    /// The JSON-RPC error a client gets for a `session/new` that found no agent. When some agent
-    /// needs authentication the code is `-32000`, which editors turn into their login flow.
+    /// Whether some agent is still starting (so waiting may help).
+    pub fn starting(&self) -> bool {
+        matches!(self, CatalogError::AllFailed(failures) if failures.iter().any(|(_, e)| matches!(e, ProbeError::Starting(_))))
+    }
+
+    /// The JSON-RPC error a client gets for a `session/new` that found no agent. The code is
+    /// `-32000`, which editors turn into their login flow, only when every agent has answered
+    /// and one of them asked for a login; agents still starting and agents that failed get
+    /// `-32603` with their own message. `data.agents` has each agent's state and reason.
     pub fn to_rpc(&self) -> RpcError {
         match self {
             CatalogError::AllFailed(failures) => {
+                let state = |e: &ProbeError| match e {
+                    ProbeError::Starting(_) => "starting",
+                    ProbeError::AuthRequired { .. } => "auth_required",
+                    _ => "failed",
+                };
                 let details: Vec<Value> = failures
                     .iter()
-                    .map(|(agent, e)| json!({"agent": agent.as_str(), "error": e.to_string()}))
+                    .map(|(agent, e)| json!({"agent": agent.as_str(), "state": state(e), "error": e.to_string()}))
                     .collect();
                 let summary: Vec<String> = failures
                     .iter()
                     .map(|(agent, e)| format!("{agent}: {e}"))
                     .collect();
-                let auth = failures
+                let summary = summary.join("; ");
+                let locked: Vec<&str> = failures
                     .iter()
-                    .any(|(_, e)| matches!(e, ProbeError::AuthRequired { .. }));
-                let code = if auth { AUTH_REQUIRED } else { INTERNAL_ERROR };
-                let message = if auth {
-                    format!("Authentication required ({})", summary.join("; "))
+                    .filter(|(_, e)| matches!(e, ProbeError::AuthRequired { .. }))
+                    .map(|(agent, _)| agent.as_str())
+                    .collect();
+                let (code, reason, message) = if self.starting() {
+                    (
+                        INTERNAL_ERROR,
+                        "starting",
+                        format!("no agent is ready yet ({summary})"),
+                    )
+                } else if !locked.is_empty() {
+                    let who = locked.join(", ");
+                    (
+                        AUTH_REQUIRED,
+                        "auth_required",
+                        format!("Authentication required: {who} ({summary})"),
+                    )
                 } else {
-                    format!("no agent is available: {}", summary.join("; "))
+                    (
+                        INTERNAL_ERROR,
+                        "failed",
+                        format!("no agent is available ({summary})"),
+                    )
                 };
-                RpcError::new(code, message).with_data(json!({"agents": details}))
+                RpcError::new(code, message).with_data(json!({"reason": reason, "agents": details}))
             }
             other => RpcError::new(INTERNAL_ERROR, other.to_string()),
         }

@@ -65,8 +65,16 @@ pub(super) enum Pending {
     },
     /// One agent's part of an aggregated `session/list`.
     ListPart { list: u64 },
-    /// The `session/new` of a spare session, opened with `params`.
-    Spare { params: Value },
+    /// The `session/new` of a spare session, opened with `params`; with `learn`, its answer
+    /// also tells the cache the agent's models (the process has just logged in).
+    Spare { params: Value, learn: bool },
+    /// A pick in the mode select made from a legacy block, sent as `session/set_mode`.
+    SetMode {
+        conn: ConnId,
+        client_id: Bytes,
+        session: Arc<str>,
+        mode: String,
+    },
 }
 
 impl Pending {
@@ -77,6 +85,9 @@ impl Pending {
                 conn, client_id, ..
             }
             | Pending::Authenticate { conn, client_id }
+            | Pending::SetMode {
+                conn, client_id, ..
+            }
             | Pending::Deleted {
                 conn, client_id, ..
             } => Some((*conn, client_id.clone())),
@@ -528,6 +539,9 @@ impl Hub {
                     self.bind_failed(&session, error.clone())
                 }
                 Pending::Authenticate { conn, client_id }
+                | Pending::SetMode {
+                    conn, client_id, ..
+                }
                 | Pending::Deleted {
                     conn, client_id, ..
                 } => self.reply_error(conn, Some(&client_id), &error),

@@ -234,11 +234,14 @@ impl Hub {
             return;
         };
         let menu = ModelMenu::from_session(&result);
-        let options = result
+        let all_options = result
             .get("configOptions")
             .and_then(Value::as_array)
-            .map(|o| agent_options_without_model(o, &menu.selector))
+            .map(Vec::as_slice)
             .unwrap_or_default();
+        let options = agent_options_without_model(all_options, &menu.selector);
+        let modes = crate::acp::modes::legacy_modes(&result);
+        let modes_as_option = modes.is_some() && !crate::acp::modes::has_mode_option(all_options);
         backend.routes.insert(
             backend_sid.clone(),
             SessionRoute {
@@ -254,6 +257,8 @@ impl Hub {
             selector: menu.selector.clone(),
             has_legacy: menu.has_legacy,
             options,
+            modes,
+            modes_as_option,
         });
         let (model, reply) = (model.clone(), reply.clone());
         if menu.current.as_deref() == Some(model.as_str()) || menu.selector == ModelSelector::None {
@@ -392,12 +397,14 @@ impl Hub {
             }
             Reply::Empty(conn, id) => self.reply_result(conn, &id, &json!({})),
             Reply::Reattached(conn, id) => {
-                let legacy = session.catalog.legacy_models(&session.model);
-                self.reply_result(
-                    conn,
-                    &id,
-                    &json!({"configOptions": options, "models": legacy}),
-                );
+                let mut result = json!({
+                    "configOptions": options,
+                    "models": session.catalog.legacy_models(&session.model),
+                });
+                if let Some(modes) = session.legacy_modes() {
+                    result["modes"] = modes;
+                }
+                self.reply_result(conn, &id, &result);
             }
             Reply::Notify => {
                 let update =

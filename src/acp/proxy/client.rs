@@ -112,19 +112,21 @@ impl Hub {
             c.client_init = Some(params);
         }
         // The answer merges what the agents can do, so it waits for their probes (instant once
-        // the cache is warm).
-        self.after_catalog(conn, move |outcome| Event::InitializeReady {
+        // the cache is warm), but only so long: agents that arrive later show up in pickers.
+        self.after_catalog(conn, false, move |outcome| Event::InitializeReady {
             conn,
             client_id: id,
             outcome,
         });
     }
 
-    /// Fetches the catalog off the connection task (it may have to wait for probes) and hands
-    /// the outcome back as the event `make` builds; the request counts as open until then.
+    /// Fetches the catalog off the hub (it may have to wait for probes: `initialize` for the
+    /// initialize wait, `session/new` per [`crate::acp::server::Server::session_catalog`]) and
+    /// hands the outcome back as the event `make` builds; the request counts as open until then.
     fn after_catalog(
         &mut self,
         conn: ConnId,
+        for_session: bool,
         make: impl FnOnce(Result<Catalog, crate::acp::server::CatalogError>) -> Event + Send + 'static,
     ) {
         if let Some(c) = self.conns.get_mut(&conn) {
@@ -132,8 +134,15 @@ impl Hub {
         }
         let (server, events) = (self.server.clone(), self.events.clone());
         self.server.tracker.spawn(async move {
+            let catalog = async {
+                if for_session {
+                    server.session_catalog().await
+                } else {
+                    server.catalog_within(server.config.initialize_wait).await
+                }
+            };
             tokio::select! {
-                outcome = server.catalog() => {
+                outcome = catalog => {
                     let _ = events.send(make(outcome)).await;
                 }
                 _ = server.shutdown.cancelled() => {}
@@ -222,7 +231,7 @@ impl Hub {
             );
         }
         // The catalog may need probes; wait for it off the connection task.
-        self.after_catalog(conn, move |outcome| Event::SessionReady {
+        self.after_catalog(conn, true, move |outcome| Event::SessionReady {
             conn,
             client_id: id,
             params,
@@ -259,11 +268,14 @@ impl Hub {
         if let Some(cwd) = session.new_params.get("cwd").and_then(Value::as_str) {
             self.latest_cwd = Some(cwd.to_owned());
         }
-        let result = json!({
+        let mut result = json!({
             "sessionId": &*session.id,
             "configOptions": session.config_options(),
             "models": catalog.legacy_models(&model),
         });
+        if let Some(modes) = session.legacy_modes() {
+            result["modes"] = modes;
+        }
         tracing::info!(session = %session.id, agents = catalog.agents().len(), "session opened");
         self.sessions.insert(session.id.clone(), session);
         self.reply_result(conn, &client_id, &result);
@@ -299,7 +311,15 @@ impl Hub {
             return;
         };
         let Some(id) = frame.id_raw() else { return };
-        if params.get("configId").and_then(Value::as_str) != Some(MODEL_OPTION_ID) {
+        let config_id = params.get("configId").and_then(Value::as_str).unwrap_or("");
+        let sid = params
+            .get("sessionId")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if self.is_legacy_mode_pick(sid, config_id) {
+            return self.set_legacy_mode(conn, id, &params);
+        }
+        if config_id != MODEL_OPTION_ID {
             // The agent's own options (mode, thought level, ...) go to the agent.
             return self.route(conn, frame);
         }

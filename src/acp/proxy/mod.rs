@@ -17,7 +17,7 @@
 //! agents send; [`bind`] attaches a session to an agent (taking a warm [`spare`] when it
 //! fits); [`client`] handles what clients send; [`routing`] reopens, lists, closes and deletes
 //! sessions; [`connection`] attaches and detaches connections; [`handover`] carries context
-//! across an agent switch.
+//! across an agent switch; [`modes`] offers legacy modes as a select.
 
 mod backend;
 mod bind;
@@ -26,6 +26,7 @@ mod connection;
 mod forward;
 mod handover;
 mod list;
+mod modes;
 mod pump;
 mod relay;
 mod routing;
@@ -290,7 +291,7 @@ impl Hub {
         let (server, events) = (self.server.clone(), self.events.clone());
         self.server.tracker.spawn(async move {
             tokio::select! {
-                outcome = server.catalog() => {
+                outcome = server.catalog_within(std::time::Duration::ZERO) => {
                     if let Ok(catalog) = outcome {
                         let _ = events.send(Event::CatalogChanged(catalog)).await;
                     }
@@ -300,7 +301,9 @@ impl Hub {
         });
     }
 
-    /// Sessions not yet bound show the new picker at once; bound ones keep theirs.
+    /// Every open picker shows the new catalog at once: an agent whose probe landed late (or
+    /// that just logged in) appears, one that went away disappears. A session in the middle of
+    /// a bind is told when the bind completes.
     fn on_catalog_changed(&mut self, catalog: Catalog) {
         let catalog = Arc::new(catalog);
         self.catalog = Some(catalog.clone());
@@ -312,13 +315,15 @@ impl Hub {
         let values = catalog.values();
         let mut updates = Vec::new();
         for session in self.sessions.values_mut() {
-            if !matches!(session.state, session::SessionState::Unbound)
-                || session.catalog.values() == values
-            {
+            if session.catalog.values() == values {
                 continue;
             }
             session.catalog = catalog.clone();
-            if catalog.resolve(&session.model).is_err() {
+            if session.is_binding() {
+                continue;
+            }
+            let bound = matches!(session.state, session::SessionState::Bound(_));
+            if !bound && catalog.resolve(&session.model).is_err() {
                 if let Some(default) = catalog.default_value() {
                     session.model = default;
                 }

@@ -30,6 +30,9 @@ static PATH_KEY: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"\"path\""));
 static FILE_URI: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"file:"));
+/// Looked for only in updates of sessions whose agent sent a legacy `modes` block.
+static MODE_UPDATE: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"current_mode_update"));
 
 impl Hub {
     pub(super) fn on_backend_frame(&mut self, slot: u32, frame: Frame) {
@@ -95,12 +98,19 @@ impl Hub {
             }
             Pending::Initialize => self.on_backend_initialized(slot, frame),
             Pending::Authenticate { conn, client_id } => {
-                if !frame.contains(b"\"error\"") {
-                    tracing::info!(agent = %agent, "authenticated; probing it again");
-                    self.server.forget_probe(agent);
-                }
+                let failed = frame.contains(b"\"error\"");
                 self.answer_client(conn, &client_id, &frame);
+                if !failed {
+                    tracing::info!(agent = %agent, "authenticated; this process now serves the agent");
+                    self.learn_from(slot);
+                }
             }
+            Pending::SetMode {
+                conn,
+                client_id,
+                session,
+                mode,
+            } => self.on_mode_set(conn, &client_id, &session, &mode, &frame),
             Pending::Ignore => {}
             Pending::Deleted {
                 conn,
@@ -126,7 +136,7 @@ impl Hub {
                 reply,
                 legacy_retry,
             } => self.on_model_selected(slot, &session, model, reply, legacy_retry, frame),
-            Pending::Spare { params } => self.on_spare_opened(slot, params, frame),
+            Pending::Spare { params, learn } => self.on_spare_opened(slot, params, learn, frame),
         }
         self.after_drain(slot, drained);
     }
@@ -383,11 +393,16 @@ impl Hub {
         if is_update {
             session.transcript.record_raw(frame.raw());
         }
-        let Some(conn) = session.holder.and_then(|c| self.conns.get_mut(&c)) else {
-            return;
-        };
-        if let Some(span) = frame.session_id_span() {
-            frame.write_spliced(&mut [(span, &literal[..])], &mut conn.buf);
+        let mode_changed = is_update
+            && session.link().is_some_and(|l| l.modes.is_some())
+            && frame.contains_with(&MODE_UPDATE);
+        if let Some(conn) = session.holder.and_then(|c| self.conns.get_mut(&c)) {
+            if let Some(span) = frame.session_id_span() {
+                frame.write_spliced(&mut [(span, &literal[..])], &mut conn.buf);
+            }
+        }
+        if mode_changed {
+            self.on_mode_update(&proxy, &frame);
         }
     }
 

@@ -175,17 +175,18 @@ impl Hub {
                 }
             }
         }
-        let options = session.config_options();
-        let legacy = session.catalog.legacy_models(&session.model);
+        let mut result = json!({
+            "configOptions": session.config_options(),
+            "models": session.catalog.legacy_models(&session.model),
+        });
+        if let Some(modes) = session.legacy_modes() {
+            result["modes"] = modes;
+        }
         tracing::info!(session = %sid, conn, method, replayed, status = session.status(), "reattached");
         if let Some(c) = self.conns.get_mut(&conn) {
             c.buf.extend_from_slice(&out);
         }
-        self.reply_result(
-            conn,
-            &id,
-            &json!({"configOptions": options, "models": legacy}),
-        );
+        self.reply_result(conn, &id, &result);
         self.attach(conn, &sid);
         self.check_idle();
     }

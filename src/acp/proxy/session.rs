@@ -60,6 +60,21 @@ pub struct Link {
     pub has_legacy: bool,
     /// The agent's own config options (mode, thought level, ...) without its model selector.
     pub options: Vec<Value>,
+    /// The agent's legacy `modes` block, kept current, if it sent one.
+    pub modes: Option<Value>,
+    /// Whether the modes are offered as a config option made by the proxy (the agent has no
+    /// mode option of its own): picking in it becomes `session/set_mode`.
+    pub modes_as_option: bool,
+}
+
+impl Link {
+    /// The mode select the proxy adds for an agent that offers modes only as a legacy block.
+    pub fn mode_option(&self) -> Option<Value> {
+        self.modes
+            .as_ref()
+            .filter(|_| self.modes_as_option)
+            .map(crate::acp::modes::mode_option)
+    }
 }
 
 // A connection holds a handful of sessions; boxing the binding state would only add noise.
@@ -188,9 +203,26 @@ impl Session {
         self.turns > 0
     }
 
-    /// The complete option list the client should see now.
+    /// The complete option list the client should see now: the picker, the mode select made
+    /// from a legacy block (if the agent needs one), then the agent's own options.
     pub fn config_options(&self) -> Vec<Value> {
         let agent_options = self.link().map(|l| l.options.as_slice()).unwrap_or(&[]);
-        self.catalog.config_options(&self.model, agent_options)
+        let mut options = self.catalog.config_options(&self.model, agent_options);
+        if let Some(mode) = self.link().and_then(Link::mode_option) {
+            options.insert(1, mode);
+        }
+        options
+    }
+
+    /// The legacy `modes` block a client should see now: the bound agent's, else (unbound)
+    /// that of the agent the current pick names.
+    pub fn legacy_modes(&self) -> Option<Value> {
+        match self.link() {
+            Some(link) => link.modes.clone(),
+            None => {
+                let agent = self.model.split_once(':').map(|(a, _)| a)?;
+                self.catalog.agent(agent)?.modes.clone()
+            }
+        }
     }
 }

@@ -22,7 +22,7 @@ use super::backend::{Backend, BackendState, Pending, Spare};
 use super::Hub;
 use crate::acp::frame::Frame;
 use crate::acp::lines::LineReader;
-use crate::acp::probe::WarmAgent;
+use crate::acp::probe::{AgentProbe, WarmAgent};
 
 impl Hub {
     /// Takes a probed process as the agent's own, unless the agent has one already.
@@ -134,20 +134,61 @@ impl Hub {
                     &params,
                     Pending::Spare {
                         params: params.clone(),
+                        learn: false,
                     },
                 );
             }
         }
     }
 
+    /// After a login, the process that accepted it opens a session (a spare, when its params
+    /// fit): its answer tells the cache, and so every picker, the agent's models. A fresh
+    /// process would not know a login the agent keeps only in memory.
+    pub(super) fn learn_from(&mut self, slot: u32) {
+        let params = self
+            .spare_params()
+            .unwrap_or_else(|| json!({"cwd": self.server.runtime.workspace(), "mcpServers": []}));
+        let Some(backend) = self.backends.get_mut(&slot) else {
+            return;
+        };
+        backend.spare_failed = false;
+        if let Some(stale) = backend.spare.take() {
+            // Opened before the login: its models may be the logged-out ones.
+            stale.close(backend);
+        }
+        let pending = Pending::Spare {
+            params: params.clone(),
+            learn: true,
+        };
+        backend.request("session/new", &params, pending);
+    }
+
     /// The agent answered a spare's `session/new`.
-    pub(super) fn on_spare_opened(&mut self, slot: u32, params: Value, frame: Frame) {
+    pub(super) fn on_spare_opened(&mut self, slot: u32, params: Value, learn: bool, frame: Frame) {
         let current = self.spare_params();
         let Some(backend) = self.backends.get_mut(&slot) else {
             return;
         };
         let value = frame.to_value().unwrap_or(Value::Null);
         let result = value.get("result").cloned();
+        if learn {
+            match &result {
+                Some(session) => {
+                    let probe = AgentProbe::from_answers(
+                        backend.agent.clone(),
+                        backend.init_result.clone(),
+                        session,
+                    );
+                    tracing::info!(agent = %backend.agent, models = probe.menu.models.len(), "the logged-in process answered; the pickers follow");
+                    self.server.learn_probe(probe);
+                }
+                None => tracing::warn!(
+                    agent = %backend.agent,
+                    "after the login, session/new failed: {}",
+                    value.get("error").cloned().unwrap_or(serde_json::Value::Null)
+                ),
+            }
+        }
         let Some(sid) = result
             .as_ref()
             .and_then(|r| r.get("sessionId"))
@@ -184,7 +225,7 @@ impl Hub {
         let opening = backend
             .pending
             .values()
-            .any(|p| matches!(p, Pending::Spare { params: p } if p == params));
+            .any(|p| matches!(p, Pending::Spare { params: p, .. } if p == params));
         if opening {
             tracing::info!(session = %sid, "waiting for the spare session being opened");
             backend.spare_waiters.push(sid.clone());
