@@ -7,7 +7,7 @@
 
 use crate::args::Config;
 use crate::client::ClientRequests;
-use crate::models::{config_options, legacy_models, MODES};
+use crate::models::{config_options, legacy_models, LEGACY_MODES, MODES};
 use crate::output::{error_frame, response_frame, Output, RpcError};
 use crate::prompt;
 use crate::rpc::Incoming;
@@ -99,11 +99,12 @@ impl Agent {
             return Handled::Silent;
         }
         let reply = match method {
-            "initialize" => self.initialize(),
+            "initialize" => self.initialize(&params),
             "authenticate" => self.authenticate(&params),
             "session/new" => self.new_session(&params),
             "session/set_config_option" => self.set_config_option(&params),
             "session/set_model" => self.set_model(&params),
+            "session/set_mode" => self.set_mode(&params),
             "session/close" => self.close_session(&params),
             "session/list" => self.list_sessions(&params),
             "session/load" => self.reopen_session(&params, true),
@@ -136,16 +137,28 @@ impl Agent {
         }
     }
 
-    fn initialize(&self) -> Result<Value, RpcError> {
+    fn initialize(&self, params: &Value) -> Result<Value, RpcError> {
         self.delay();
         if self.cfg.fail_initialize {
             return Err(RpcError::new(-32603, "fixture initialize failure"));
         }
-        let auth_methods = if self.cfg.auth_required {
-            json!([{"id": "login", "name": "Log in", "description": "fixture login"}])
-        } else {
-            json!([])
-        };
+        let mut auth_methods = Vec::new();
+        if self.cfg.auth_meta {
+            auth_methods.push(json!({"id": "api-key", "name": "API key", "description": "fixture key", "_meta": {"api-key": {"provider": "fixture"}}}));
+        } else if self.cfg.auth_required {
+            auth_methods
+                .push(json!({"id": "login", "name": "Log in", "description": "fixture login"}));
+        }
+        if self.cfg.capable_auth {
+            let auth = params.pointer("/clientCapabilities/auth");
+            let on = |path: &str| auth.and_then(|a| a.pointer(path)) == Some(&Value::Bool(true));
+            if on("/terminal") {
+                auth_methods.push(json!({"id": "tty-login", "name": "Log in in a terminal", "type": "terminal", "args": ["--login"]}));
+            }
+            if on("/_meta/gateway") {
+                auth_methods.push(json!({"id": "gateway", "name": "Custom gateway", "_meta": {"gateway": {"protocol": "fixture"}}}));
+            }
+        }
         Ok(json!({
             "protocolVersion": 1,
             "agentCapabilities": self.cfg.caps,
@@ -159,7 +172,22 @@ impl Agent {
             .get("methodId")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if self.cfg.auth_required && method_id == "login" {
+        if self.cfg.auth_meta && method_id == "api-key" {
+            // Like codex-acp: the key comes only in `_meta`, and only this process keeps it.
+            let key = params
+                .pointer("/_meta/api-key/apiKey")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if key.is_empty() {
+                return Err(RpcError::new(
+                    -32603,
+                    "FIXTURE_API_KEY is not set and _meta.api-key.apiKey is missing",
+                ));
+            }
+            self.authenticated.store(true, Ordering::SeqCst);
+            return Ok(json!({}));
+        }
+        if self.cfg.auth_required && !self.cfg.auth_meta && method_id == "login" {
             self.authenticated.store(true, Ordering::SeqCst);
             if let Some(path) = &self.cfg.auth_file {
                 std::fs::write(path, "logged in\n")
@@ -197,7 +225,12 @@ impl Agent {
             store.create(&id, cwd);
         }
         let model = self.cfg.models[0].clone();
-        let session = Session::new(id.clone(), cwd.to_string(), model, MODES[0].to_string());
+        let mode = if self.cfg.legacy_modes {
+            LEGACY_MODES[0].0
+        } else {
+            MODES[0]
+        };
+        let session = Session::new(id.clone(), cwd.to_string(), model, mode.to_string());
         let result = self.selectors_json(&session, json!({"sessionId": id}));
         lock(&self.sessions).insert(id, Arc::new(session));
         Ok(result)
@@ -213,7 +246,27 @@ impl Agent {
         if let Some(models) = legacy_models(&self.cfg, &sel.model) {
             result["models"] = models;
         }
+        if self.cfg.legacy_modes {
+            result["modes"] = crate::models::legacy_modes(&sel.mode);
+        }
         result
+    }
+
+    /// `session/set_mode`, offered with `--legacy-modes`.
+    fn set_mode(&self, params: &Value) -> Result<Value, RpcError> {
+        if !self.cfg.legacy_modes {
+            return Err(RpcError::method_not_found("session/set_mode"));
+        }
+        let session = self.session(params)?;
+        let mode = params
+            .get("modeId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !LEGACY_MODES.iter().any(|(id, _, _)| *id == mode) {
+            return Err(RpcError::invalid_params(format!("unknown mode {mode:?}")));
+        }
+        lock(&session.selection).mode = mode.to_string();
+        Ok(json!({}))
     }
 
     /// The complete `configOptions` list of a session.

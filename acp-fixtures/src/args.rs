@@ -109,6 +109,13 @@ pub struct Config {
     /// Where a successful `authenticate` is remembered across processes (like real agents'
     /// credential files); implies `auth_required` until the file exists.
     pub auth_file: Option<String>,
+    /// Whether the login is an API key carried in `authenticate`'s `_meta`, held in memory only.
+    pub auth_meta: bool,
+    /// Whether `initialize` offers a terminal login and a gateway method only to clients that
+    /// advertise `auth.terminal` and `auth._meta.gateway`.
+    pub capable_auth: bool,
+    /// Whether modes come only as the legacy `modes` block (set through `session/set_mode`).
+    pub legacy_modes: bool,
     /// Where sessions are kept across processes (`--store DIR`).
     pub store: Option<String>,
     /// Whether `initialize` answers with an error.
@@ -151,6 +158,11 @@ usage: acp-fixture-agent [options]
   --auth-required             session/new needs authenticate(login) first
   --auth-file PATH            like --auth-required, but a successful login creates PATH
                               and every process finding PATH is authenticated
+  --auth-meta                 session/new needs authenticate(api-key) with _meta.api-key.apiKey;
+                              the login is held in memory only
+  --capable-auth              initialize offers a terminal login to clients with auth.terminal
+                              and a gateway method to clients with auth._meta.gateway
+  --legacy-modes              modes default/plan/yolo only as the legacy modes block
   --store DIR                 keep sessions in DIR (list, load, resume, delete across processes)
   --fail-initialize           initialize answers an error
   --exit-on-start CODE        exit with CODE before reading anything
@@ -173,6 +185,9 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
     let mut set_model_method = None;
     let mut caps = default_caps();
     let mut auth_required = false;
+    let mut auth_meta = false;
+    let mut capable_auth = false;
+    let mut legacy_modes = false;
     let mut auth_file = None;
     let mut store = None;
     let mut fail_initialize = false;
@@ -233,6 +248,12 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
                 }
             }
             "--auth-required" => auth_required = true,
+            "--auth-meta" => {
+                auth_required = true;
+                auth_meta = true;
+            }
+            "--capable-auth" => capable_auth = true,
+            "--legacy-modes" => legacy_modes = true,
             "--store" => store = Some(value("a directory")?),
             "--auth-file" => {
                 auth_required = true;
@@ -260,6 +281,9 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
                 flag,
                 "--mode-option"
                     | "--auth-required"
+                    | "--auth-meta"
+                    | "--capable-auth"
+                    | "--legacy-modes"
                     | "--fail-initialize"
                     | "--ignore-stdin-eof"
                     | "--stderr-noise"
@@ -273,6 +297,9 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         log = std::env::var("ACP_FIXTURE_LOG")
             .ok()
             .filter(|p| !p.is_empty());
+    }
+    if legacy_modes && mode_option {
+        return Err("--legacy-modes and --mode-option exclude each other".into());
     }
     let session_prefix = session_prefix.unwrap_or_else(|| format!("{name}-sess-"));
     let set_model_method =
@@ -289,6 +316,9 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         caps,
         auth_required,
         auth_file,
+        auth_meta,
+        capable_auth,
+        legacy_modes,
         store,
         fail_initialize,
         exit_on_start,

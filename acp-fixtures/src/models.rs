@@ -9,6 +9,22 @@ use serde_json::{json, Value};
 /// The values accepted by the `mode` config option.
 pub const MODES: [&str; 2] = ["ask", "code"];
 
+/// The modes of `--legacy-modes`: id, name, description.
+pub const LEGACY_MODES: [(&str, &str, &str); 3] = [
+    ("default", "Default", "Asks before acting"),
+    ("plan", "Plan", "Read-only"),
+    ("yolo", "YOLO", "Approves everything"),
+];
+
+/// The legacy `modes` block with `current` selected.
+pub fn legacy_modes(current: &str) -> Value {
+    let available: Vec<Value> = LEGACY_MODES
+        .iter()
+        .map(|(id, name, description)| serde_json::json!({"id": id, "name": name, "description": description}))
+        .collect();
+    serde_json::json!({"availableModes": available, "currentModeId": current})
+}
+
 /// The display name of a model: its id with the first letter uppercased.
 pub fn display_name(id: &str) -> String {
     let mut chars = id.chars();

@@ -103,6 +103,18 @@ fn script(agent: &Agent, session: &Session, text: &str) -> Stop {
         }
         "cwd" => say(agent, session, &format!("cwd: {}", session.cwd)),
         "pid" => say(agent, session, &format!("pid: {}", std::process::id())),
+        "mode" => say(
+            agent,
+            session,
+            &format!("mode: {}", session.selection().mode),
+        ),
+        "switch-mode" if agent.cfg.legacy_modes && !rest.is_empty() => {
+            // The agent changes its own mode, as agents leaving plan mode do.
+            crate::session::lock(&session.selection).mode = rest.to_string();
+            let update = json!({"sessionUpdate": "current_mode_update", "currentModeId": rest});
+            agent.out.send(&session_update_frame(&session.id, update));
+            say(agent, session, &format!("switched to {rest}"))
+        }
         _ => default_reply(agent, session, text),
     }
 }

@@ -56,6 +56,20 @@ fn put_json(out: &mut BytesMut, value: &Value) {
 }
 
 /// `{"jsonrpc":"2.0","id":<id>,"result":<result>}`
+/// Copies into `request` (a request the proxy builds in place of a client's) every field of
+/// the client's `params` it does not set itself, so `_meta` and fields newer than the proxy
+/// reach the agent. Fields named in `rewritten` are the proxy's to decide and are not copied.
+pub fn carry_fields(params: &Value, rewritten: &[&str], request: &mut Value) {
+    let (Some(from), Some(into)) = (params.as_object(), request.as_object_mut()) else {
+        return;
+    };
+    for (key, value) in from {
+        if !rewritten.contains(&key.as_str()) && !into.contains_key(key) {
+            into.insert(key.clone(), value.clone());
+        }
+    }
+}
+
 pub fn write_result(out: &mut BytesMut, id: &[u8], result: &Value) {
     head(out);
     out.put_slice(b"\"id\":");
@@ -129,6 +143,23 @@ mod tests {
     fn text(out: &BytesMut) -> Value {
         assert_eq!(out.last(), Some(&b'\n'));
         serde_json::from_slice(out).unwrap()
+    }
+
+    #[test]
+    fn carried_fields_fill_in_but_never_override() {
+        let params = json!({"sessionId": "terok-1", "value": "claude:opus", "_meta": {"k": 1}, "future": [1]});
+        let mut request = json!({"sessionId": "agent-1", "value": "opus"});
+        carry_fields(&params, &["configId"], &mut request);
+        assert_eq!(
+            request,
+            json!({"sessionId": "agent-1", "value": "opus", "_meta": {"k": 1}, "future": [1]})
+        );
+        let mut request = json!({"modelId": "opus"});
+        carry_fields(&params, &["value", "sessionId"], &mut request);
+        assert_eq!(
+            request,
+            json!({"modelId": "opus", "_meta": {"k": 1}, "future": [1]})
+        );
     }
 
     #[test]

@@ -89,10 +89,15 @@ impl Catalog {
             .collect()
     }
 
-    /// Every agent's auth methods as `agent:methodId`. Methods of type `terminal` are left out:
-    /// an editor runs them by re-running the agent command with extra arguments, which cannot
-    /// reach an agent inside a container.
-    pub fn auth_methods(&self) -> Vec<Value> {
+    /// Every agent's auth methods as `agent:methodId`, for a client with `client_caps` (its
+    /// `clientCapabilities`). Agents are initialized with the capabilities editors send, so
+    /// they list methods only some clients can use; each client gets those it advertised
+    /// support for: a gateway method (`_meta.gateway`) needs `auth._meta.gateway`. Terminal
+    /// logins (type `terminal`, or the older `_meta.terminal-auth` form) are left out: an
+    /// editor runs them on its own machine, by re-running the agent command with extra
+    /// arguments or by running the named command, and neither reaches an agent in a container.
+    pub fn auth_methods(&self, client_caps: &Value) -> Vec<Value> {
+        let gateway = client_caps.pointer("/auth/_meta/gateway") == Some(&Value::Bool(true));
         let ready = self.agents.iter().map(|a| {
             let methods = a
                 .initialize
@@ -112,7 +117,11 @@ impl Catalog {
                 let Some(id) = method.get("id").and_then(Value::as_str) else {
                     continue;
                 };
-                if method.get("type").and_then(Value::as_str) == Some("terminal") {
+                let meta = method.get("_meta");
+                let terminal = method.get("type").and_then(Value::as_str) == Some("terminal")
+                    || meta.is_some_and(|m| m.get("terminal-auth").is_some());
+                let needs_gateway = meta.is_some_and(|m| m.get("gateway").is_some());
+                if terminal || (needs_gateway && !gateway) {
                     continue;
                 }
                 let mut method = method.clone();
@@ -432,7 +441,9 @@ mod tests {
             initialize: json!({"agentInfo": {"title": "Codex"}, "authMethods": [
                 {"id": "chatgpt", "name": "Login with ChatGPT"},
                 {"id": "key", "name": "API key", "type": "env_var", "vars": [{"name": "K"}]},
-                {"id": "tty", "name": "Terminal", "type": "terminal", "args": ["--login"]}]}),
+                {"id": "tty", "name": "Terminal", "type": "terminal", "args": ["--login"]},
+                {"id": "old-tty", "name": "Login", "_meta": {"terminal-auth": {"command": "/x", "args": ["login"]}}},
+                {"id": "gw", "name": "Gateway", "_meta": {"gateway": {"protocol": "anthropic"}}}]}),
             menu: ModelMenu::from_session(&json!({})),
             modes: None,
         });
@@ -443,12 +454,25 @@ mod tests {
                 methods: vec![json!({"id": "login", "name": "Log in"})],
             }],
         );
-        let methods = c.auth_methods();
-        let ids: Vec<&str> = methods.iter().map(|m| m["id"].as_str().unwrap()).collect();
-        assert_eq!(ids, ["codex:chatgpt", "codex:key", "claude:login"]);
-        assert_eq!(c.auth_methods()[0]["name"], "Codex: Login with ChatGPT");
+        let ids = |caps: Value| -> Vec<String> {
+            c.auth_methods(&caps)
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
         assert_eq!(
-            c.auth_methods()[1]["vars"],
+            ids(json!({})),
+            ["codex:chatgpt", "codex:key", "claude:login"]
+        );
+        assert_eq!(
+            ids(json!({"auth": {"terminal": true, "_meta": {"gateway": true}}})),
+            ["codex:chatgpt", "codex:key", "codex:gw", "claude:login"],
+            "a gateway method for a client that takes one; terminal logins never"
+        );
+        let methods = c.auth_methods(&json!({}));
+        assert_eq!(methods[0]["name"], "Codex: Login with ChatGPT");
+        assert_eq!(
+            methods[1]["vars"],
             json!([{"name": "K"}]),
             "other fields pass through"
         );

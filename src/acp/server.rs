@@ -533,12 +533,20 @@ impl Server {
     }
 
     /// The `initialize` params agents get before any editor said what it can do: the
-    /// capabilities editors send (file reads and writes; the terminal where agents may use it).
+    /// capabilities current editors send (file reads and writes; the terminal where agents may
+    /// use it; terminal logins and login gateways), so agents list every method and option
+    /// they offer capable clients. Each client is then shown what its own capabilities allow
+    /// (see [`Catalog::auth_methods`]).
     pub fn default_initialize(&self) -> Value {
         let terminal = self.runtime.container_workspace().is_none() || self.config.host_terminal;
         json!({
             "protocolVersion": 1,
-            "clientCapabilities": {"fs": {"readTextFile": true, "writeTextFile": true}, "terminal": terminal},
+            "clientCapabilities": {
+                "fs": {"readTextFile": true, "writeTextFile": true},
+                "terminal": terminal,
+                "auth": {"terminal": true, "_meta": {"gateway": true}},
+                "_meta": {"terminal-auth": true},
+            },
             "clientInfo": {"name": "terok-executor", "version": env!("CARGO_PKG_VERSION")},
         })
     }

@@ -324,7 +324,7 @@ impl Client {
     pub async fn initialize(&mut self) -> Value {
         self.call(
             "initialize",
-            json!({"protocolVersion": 1, "clientCapabilities": {"fs": {"readTextFile": true, "writeTextFile": true}, "terminal": true}, "clientInfo": {"name": "test", "version": "1"}}),
+            json!({"protocolVersion": 1, "clientCapabilities": EDITOR_CAPS.clone(), "clientInfo": {"name": "test", "version": "1"}}),
         )
         .await
     }
@@ -384,6 +384,16 @@ impl Client {
 }
 
 /// The current value of the model option in a `configOptions` list.
+/// The client capabilities current editors send (Zed's, at the time of writing).
+pub static EDITOR_CAPS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    json!({
+        "fs": {"readTextFile": true, "writeTextFile": true},
+        "terminal": true,
+        "auth": {"terminal": true, "_meta": {"gateway": true}},
+        "_meta": {"terminal-auth": true},
+    })
+});
+
 pub fn current_model(options: &Value) -> String {
     options
         .as_array()

@@ -270,11 +270,22 @@ impl Hub {
 
     /// Asks the agent to switch the session's model to `model` (a bare id).
     pub(super) fn select_model(&mut self, slot: u32, sid: &Arc<str>, model: String, reply: Reply) {
-        let Some(link) = self.sessions.get(sid).and_then(|s| s.link()).cloned() else {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let client_params = session.pick_params.take().unwrap_or(Value::Null);
+        let Some(link) = session.link().cloned() else {
             return;
         };
         let Some(backend) = self.backends.get_mut(&slot) else {
             return;
+        };
+        // Whichever way the client picked, the agent gets its own method's fields; the rest of
+        // what the client sent (`_meta`, say) goes along.
+        let pick_fields = ["sessionId", "configId", "value", "modelId"];
+        let request = |mut request: Value| {
+            crate::acp::message::carry_fields(&client_params, &pick_fields, &mut request);
+            request
         };
         let pending = |legacy_retry| Pending::SelectModel {
             session: sid.clone(),
@@ -285,12 +296,12 @@ impl Hub {
         match &link.selector {
             ModelSelector::ConfigOption { id } => backend.request(
                 "session/set_config_option",
-                &json!({"sessionId": link.backend_sid, "configId": id, "value": model}),
+                &request(json!({"sessionId": link.backend_sid, "configId": id, "value": model})),
                 pending(link.has_legacy),
             ),
             ModelSelector::Legacy => backend.request(
                 "session/set_model",
-                &json!({"sessionId": link.backend_sid, "modelId": model}),
+                &request(json!({"sessionId": link.backend_sid, "modelId": model})),
                 pending(false),
             ),
             ModelSelector::None => self.model_selected(sid, &model, reply),

@@ -165,7 +165,14 @@ impl Hub {
                 Catalog::with_auth(Vec::new(), e.auth_needed())
             }
         };
-        let result = initialize_result(&self.server.runtime.describe(), &catalog);
+        let client_caps = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.client_init.as_ref())
+            .and_then(|i| i.get("clientCapabilities"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let result = initialize_result(&self.server.runtime.describe(), &catalog, &client_caps);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.catalog = Some(Arc::new(catalog));
         }
@@ -387,6 +394,9 @@ impl Hub {
             }
         };
         let sid = session.id.clone();
+        if !session.is_binding() {
+            session.pick_params = Some(params.clone());
+        }
         match &mut session.state {
             SessionState::Binding { queue, .. } => queue.push((conn, frame)),
             SessionState::Unbound => {
@@ -436,11 +446,10 @@ pub(super) fn unknown_session(sid: &str) -> RpcError {
         .with_data(json!({"sessionId": sid}))
 }
 
-/// The proxy's own `initialize` answer, built from the ACP schema types.
 /// The proxy's own `initialize` answer, built from the ACP schema types: the merged
 /// capabilities of the agents and their auth methods as `agent:methodId`. The auth methods are
 /// kept raw so fields newer than the schema survive.
-fn initialize_result(container: &str, catalog: &Catalog) -> Value {
+fn initialize_result(container: &str, catalog: &Catalog, client_caps: &Value) -> Value {
     use agent_client_protocol::schema::ProtocolVersion;
     use agent_client_protocol::v1::schema::{
         AgentCapabilities, Implementation, InitializeResponse,
@@ -455,6 +464,6 @@ fn initialize_result(container: &str, catalog: &Catalog) -> Value {
         );
     let mut value =
         serde_json::to_value(response).unwrap_or_else(|_| json!({"protocolVersion": 1}));
-    value["authMethods"] = Value::Array(catalog.auth_methods());
+    value["authMethods"] = Value::Array(catalog.auth_methods(client_caps));
     value
 }

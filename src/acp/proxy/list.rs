@@ -133,12 +133,11 @@ impl Hub {
         );
         for agent in agents {
             let mut part = json!({});
-            if let Some(cwd) = params.get("cwd") {
-                part["cwd"] = cwd.clone();
-            }
             if let Some(cursor) = cursors.as_ref().and_then(|c| c.get(agent.as_str())) {
                 part["cursor"] = json!(cursor);
             }
+            // The cursor is the proxy's (one per agent); everything else the client sent goes on.
+            crate::acp::message::carry_fields(&params, &["cursor"], &mut part);
             let slot = self.ensure_backend(&agent, Some(conn));
             if let Some(backend) = self.backends.get_mut(&slot) {
                 backend.idle_epoch = None;

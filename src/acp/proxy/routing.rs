@@ -290,7 +290,14 @@ impl Hub {
         let slot = self.ensure_backend(&record.agent, Some(conn));
         if let Some(backend) = self.backends.get_mut(&slot) {
             backend.idle_epoch = None;
-            let params = json!({"sessionId": record.backend_sid});
+            let mut params = json!({"sessionId": record.backend_sid});
+            if let Some(client_params) = frame
+                .to_value()
+                .ok()
+                .and_then(|mut v| v.get_mut("params").map(Value::take))
+            {
+                message::carry_fields(&client_params, &[], &mut params);
+            }
             backend.request_when_ready(
                 "session/delete",
                 params,

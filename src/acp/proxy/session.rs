@@ -129,6 +129,9 @@ pub struct Session {
     pub suppress_replay: bool,
     /// The conversation so far, handed to the next agent with the first prompt after a switch.
     pub handover: Option<String>,
+    /// The params of the model pick in progress: the fields the proxy does not rewrite go to
+    /// the agent with its own model request.
+    pub pick_params: Option<Value>,
 }
 
 impl Session {
@@ -165,6 +168,7 @@ impl Session {
             transcript: crate::acp::transcript::Transcript::new(transcript_bytes),
             suppress_replay: false,
             handover: None,
+            pick_params: None,
         }
     }
 
