@@ -379,7 +379,10 @@ impl Server {
     /// none is ready and some are still starting, it waits on for the first to settle (up to
     /// the probe limit), rather than failing a request that only came early.
     pub async fn session_catalog(&self) -> Result<Catalog, CatalogError> {
-        let deadline = tokio::time::Instant::now() + self.config.probe_timeout;
+        // A probe that started with this request settles by its limit; a moment more lets its
+        // outcome land.
+        let deadline =
+            tokio::time::Instant::now() + self.config.probe_timeout + Duration::from_secs(1);
         let mut changes = self.cache.subscribe();
         loop {
             changes.mark_unchanged();
@@ -389,7 +392,7 @@ impl Server {
             }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => continue,
-                _ => return outcome,
+                _ => return self.catalog_within(Duration::ZERO).await,
             }
         }
     }

@@ -383,7 +383,6 @@ impl Client {
     }
 }
 
-/// The current value of the model option in a `configOptions` list.
 /// The client capabilities current editors send (Zed's, at the time of writing).
 pub static EDITOR_CAPS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
     json!({
@@ -394,6 +393,7 @@ pub static EDITOR_CAPS: std::sync::LazyLock<Value> = std::sync::LazyLock::new(||
     })
 });
 
+/// The current value of the model option in a `configOptions` list.
 pub fn current_model(options: &Value) -> String {
     options
         .as_array()

@@ -74,6 +74,8 @@ pub(super) enum Pending {
         client_id: Bytes,
         session: Arc<str>,
         mode: String,
+        /// Answer with the complete option list (a pick in the select) rather than as is.
+        options: bool,
     },
 }
 

@@ -65,6 +65,7 @@ impl Hub {
             (Some(Method::SessionNew), true) => self.on_session_new(conn, frame),
             (Some(Method::SessionSetConfigOption), true) => self.on_set_config_option(conn, frame),
             (Some(Method::SessionSetModel), true) => self.on_set_model(conn, frame),
+            (Some(Method::SessionSetMode), true) => self.on_set_mode(conn, frame),
             (Some(Method::CancelRequest), false) => self.on_cancel_request(conn, frame),
             (Some(Method::Authenticate), true) => self.on_authenticate(conn, frame),
             (Some(Method::SessionLoad), true) => self.on_reattach(conn, frame, "session/load"),

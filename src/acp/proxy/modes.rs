@@ -24,6 +24,48 @@ impl Hub {
             )
     }
 
+    /// `session/set_mode` from the client, for a session whose agent sent a legacy block: sent
+    /// on with every field, and the block follows when the agent agrees. Others are routed.
+    pub(super) fn on_set_mode(&mut self, conn: ConnId, frame: Frame) {
+        let Some(params) = self.params_of(conn, &frame) else {
+            return;
+        };
+        let sid = params
+            .get("sessionId")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let mode = params
+            .get("modeId")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let link = self.sessions.get(sid).and_then(|s| match &s.state {
+            SessionState::Bound(link) if link.modes.is_some() => {
+                Some((s.id.clone(), link.slot, link.backend_sid.clone()))
+            }
+            _ => None,
+        });
+        let (Some((session, slot, backend_sid)), Some(mode), Some(id)) =
+            (link, mode, frame.id_raw())
+        else {
+            return self.route(conn, frame);
+        };
+        if !self.held_by(conn, sid, Some(&id)) {
+            return;
+        }
+        let mut request = params.clone();
+        request["sessionId"] = json!(backend_sid);
+        if let Some(backend) = self.backends.get_mut(&slot) {
+            let pending = Pending::SetMode {
+                conn,
+                client_id: id,
+                session,
+                mode,
+                options: false,
+            };
+            backend.request("session/set_mode", &request, pending);
+        }
+    }
+
     /// A pick in the mode select: `session/set_mode` on the agent, with the client's `_meta`.
     pub(super) fn set_legacy_mode(&mut self, conn: ConnId, id: Bytes, params: &Value) {
         let sid = params
@@ -52,9 +94,7 @@ impl Hub {
             return self.reply_error(conn, Some(&id), &error);
         };
         let mut request = json!({"sessionId": link.backend_sid, "modeId": mode});
-        if let Some(meta) = params.get("_meta") {
-            request["_meta"] = meta.clone();
-        }
+        crate::acp::message::carry_fields(params, &["configId", "value"], &mut request);
         let (slot, session, mode) = (link.slot, session.id.clone(), mode.to_owned());
         if let Some(backend) = self.backends.get_mut(&slot) {
             let pending = Pending::SetMode {
@@ -62,21 +102,50 @@ impl Hub {
                 client_id: id,
                 session,
                 mode,
+                options: true,
             };
             backend.request("session/set_mode", &request, pending);
         }
     }
 
-    /// The agent answered a mode pick: the client gets the complete option list, or the error.
+    /// The agent answered a mode change: the block follows; a pick in the select is answered
+    /// with the complete option list, a `session/set_mode` with the agent's own answer.
     pub(super) fn on_mode_set(
         &mut self,
         conn: ConnId,
         client_id: &[u8],
         sid: &Arc<str>,
-        mode: &str,
+        (mode, options): (&str, bool),
         frame: &Frame,
     ) {
         let value = frame.to_value().unwrap_or(Value::Null);
+        if !options {
+            if value.get("error").is_none() {
+                if let Some(block) = self
+                    .sessions
+                    .get_mut(sid)
+                    .and_then(|s| s.link_mut())
+                    .and_then(|l| l.modes.as_mut())
+                {
+                    modes::set_current(block, mode);
+                }
+            }
+            let result = value.get("result").cloned();
+            return match (result, value.get("error")) {
+                (Some(result), _) => self.reply_result(conn, client_id, &result),
+                (None, Some(error)) => {
+                    let error = RpcError::new(
+                        error.get("code").and_then(Value::as_i64).unwrap_or(-32603),
+                        error
+                            .get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or("session/set_mode failed"),
+                    );
+                    self.reply_error(conn, Some(client_id), &error)
+                }
+                (None, None) => self.reply_result(conn, client_id, &json!({})),
+            };
+        }
         if let Some(error) = value.get("error") {
             let error = RpcError::new(
                 error.get("code").and_then(Value::as_i64).unwrap_or(-32603),

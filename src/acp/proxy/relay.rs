@@ -110,7 +110,8 @@ impl Hub {
                 client_id,
                 session,
                 mode,
-            } => self.on_mode_set(conn, &client_id, &session, &mode, &frame),
+                options,
+            } => self.on_mode_set(conn, &client_id, &session, (&mode, options), &frame),
             Pending::Ignore => {}
             Pending::Deleted {
                 conn,

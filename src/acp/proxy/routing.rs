@@ -65,7 +65,7 @@ impl Hub {
         let Some(catalog) = self.catalog_or_error(conn, &id) else {
             return;
         };
-        if self.sessions.contains_key(sid.as_str()) || self.restore(&sid, &catalog) {
+        if self.sessions.contains_key(sid.as_str()) || self.restore(&sid, &catalog, &params) {
             return self.reattach_held(conn, id, &sid, method);
         }
         let Some(record) = self.server.sessions.get(&sid) else {
@@ -123,9 +123,10 @@ impl Hub {
     }
 
     /// Brings a session kept on disk (its record and transcript) back into memory, detached
-    /// and unbound: its next request reopens the agent's session, or starts a fresh one that
+    /// and unbound: its next request reopens the agent's session (with the fields of the
+    /// client's `reopen` request: its `cwd`, MCP servers, `_meta`), or starts a fresh one that
     /// is handed the conversation.
-    fn restore(&mut self, sid: &str, catalog: &Arc<Catalog>) -> bool {
+    fn restore(&mut self, sid: &str, catalog: &Arc<Catalog>, reopen: &Value) -> bool {
         let (Some(record), Some(saved)) = (
             self.server.sessions.get(sid),
             self.server.sessions.load_transcript(sid),
@@ -136,8 +137,13 @@ impl Hub {
             return false;
         };
         let model = model_of(catalog, &record, &probe);
-        let params =
+        let mut params =
             json!({"cwd": record.cwd.clone().unwrap_or_else(|| "/".into()), "mcpServers": []});
+        if let Some(fields) = reopen.as_object() {
+            for (key, value) in fields.iter().filter(|(k, _)| *k != "sessionId") {
+                params[key] = value.clone();
+            }
+        }
         let budget = self.server.config.transcript_bytes;
         let mut session = Session::with_id(sid, params, catalog.clone(), model, budget);
         session.transcript = crate::acp::transcript::Transcript::restore(saved, budget);
