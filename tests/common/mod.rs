@@ -274,11 +274,22 @@ impl Client {
 
     /// Waits for the first message matching `pred`, keeping the others in the backlog.
     pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for_within(what, STEP, pred).await
+    }
+
+    /// [`Client::wait_for`] with a longer patience, for real agents that take their time.
+    pub async fn wait_for_within(
+        &mut self,
+        what: &str,
+        patience: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         if let Some(pos) = self.backlog.iter().position(&pred) {
             return self.backlog.remove(pos).unwrap();
         }
+        let deadline = tokio::time::Instant::now() + patience;
         loop {
-            let v = tokio::time::timeout(STEP, self.incoming.recv())
+            let v = tokio::time::timeout_at(deadline, self.incoming.recv())
                 .await
                 .unwrap_or_else(|_| {
                     panic!("timed out waiting for {what}; backlog: {:?}", self.backlog)
