@@ -76,11 +76,14 @@ async fn geminis_legacy_modes_show_as_a_mode_select_through_the_daemon() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert!(modes.contains(&"plan") && modes.contains(&"yolo"), "{modes:?}");
+    assert!(
+        modes.contains(&"plan") && modes.contains(&"yolo"),
+        "{modes:?}"
+    );
 
     let reply = client.pick(&sid, &values[0]).await;
-    let mode = option(&reply["configOptions"], "mode")
-        .unwrap_or_else(|| panic!("a mode select: {reply}"));
+    let mode =
+        option(&reply["configOptions"], "mode").unwrap_or_else(|| panic!("a mode select: {reply}"));
     assert_eq!(mode["category"], "mode");
     let offered: Vec<&str> = mode["options"]
         .as_array()
@@ -142,6 +145,9 @@ async fn codex_logs_in_through_meta_and_joins_the_picker() {
         .filter(|m| m.starts_with("codex:"))
         .collect();
     let reply = client.pick(&sid, &codex_values[0]).await;
-    assert_eq!(common::current_model(&reply["configOptions"]), codex_values[0]);
+    assert_eq!(
+        common::current_model(&reply["configOptions"]),
+        codex_values[0]
+    );
     proxy.stop().await;
 }

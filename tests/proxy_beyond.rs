@@ -349,8 +349,11 @@ async fn with_cancel_a_disconnect_cancels_the_turn_and_its_questions() {
 
 #[tokio::test]
 async fn a_restarted_daemon_answers_from_the_persisted_cache() {
-    // Each probe takes 2 s (1 s per answer).
-    let agents = Agents::new(&[("claude", "--models opus --delay-ms 1000")]);
+    // Each probe takes 2 s (1 s per answer); one agent needs a login.
+    let agents = Agents::new(&[
+        ("claude", "--models opus --delay-ms 1000"),
+        ("locked", "--auth-required --delay-ms 1000"),
+    ]);
     let state = tempfile::tempdir().unwrap();
     let config = || terok_executor::acp::server::ProxyConfig {
         cache_dir: Some(state.path().to_owned()),
@@ -358,8 +361,16 @@ async fn a_restarted_daemon_answers_from_the_persisted_cache() {
     };
     let proxy = Proxy::start_with(&agents, config()).await;
     proxy.server.warm_up();
-    eventually("the cache file", || {
-        std::fs::read_dir(state.path()).unwrap().count() == 1
+    let cached = || {
+        std::fs::read_dir(state.path())
+            .unwrap()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect::<String>()
+    };
+    eventually("both agents in the cache file", || {
+        let text = cached();
+        text.contains("\"claude\"") && text.contains("\"locked\"")
     })
     .await;
     proxy.stop().await;
@@ -368,6 +379,16 @@ async fn a_restarted_daemon_answers_from_the_persisted_cache() {
     proxy.server.warm_up();
     let mut client = proxy.connect().await;
     let started = Instant::now();
+    let init = client.initialize().await;
+    // The login the agent asked for last time is offered at once, while it is probed again.
+    assert!(
+        init["authMethods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "locked:login"),
+        "{init}"
+    );
     let (_, result) = client.new_session().await;
     assert!(
         started.elapsed() < Duration::from_millis(1000),

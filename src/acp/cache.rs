@@ -111,6 +111,7 @@ impl Slots {
                 entry.insert(Slot::Ready(probe.clone()));
             }
             Err(error) => {
+                tracing::warn!(agent = %entry.key().agent, "left out of the picker: {error}");
                 let backoff = next_backoff(backoff);
                 entry.insert(Slot::Failed {
                     error: error.clone(),
@@ -290,6 +291,32 @@ impl ProbeCache {
             self.inner.slots.get(key).as_deref(),
             Some(Slot::InFlight { .. })
         )
+    }
+
+    /// Remembers a failure known from elsewhere (a persisted cache), unless the key is settled:
+    /// requests get it at once while the first probe retries in the background.
+    pub fn seed_failure(&self, key: CacheKey, error: ProbeError) {
+        self.inner.slots.entry(key).or_insert(Slot::Failed {
+            error,
+            retry_at: Instant::now(),
+            backoff: BACKOFF_START,
+        });
+    }
+
+    /// Every agent of `identity` whose last probe asked for a login, for persisting.
+    pub fn locked(&self, identity: &Identity) -> Vec<(AgentName, ProbeError)> {
+        self.inner
+            .slots
+            .iter()
+            .filter(|slot| slot.key().identity == *identity)
+            .filter_map(|slot| match &*slot {
+                Slot::Failed {
+                    error: error @ ProbeError::AuthRequired { .. },
+                    ..
+                } => Some((slot.key().agent.clone(), error.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Forgets `key`, so the next request probes again (after an `authenticate`).

@@ -257,6 +257,9 @@ pub struct Server {
     bound: Mutex<BoundSessions>,
     /// Where probes hand their live processes: the hub, once it runs.
     adopter: Arc<Mutex<Option<probe::Adopter>>>,
+    /// False while the persisted cache is being read: requests wait for it rather than start
+    /// probes it would have answered.
+    seeded: tokio::sync::watch::Sender<bool>,
 }
 
 /// Which sessions are bound to which agent, daemon-wide, for the `.bound` marker.
@@ -281,6 +284,7 @@ impl Server {
             next_connection: AtomicU64::new(1),
             bound: Mutex::new(BoundSessions::default()),
             adopter: Arc::default(),
+            seeded: tokio::sync::watch::channel(true).0,
         })
     }
 
@@ -326,6 +330,7 @@ impl Server {
     /// answered before their probe had run for `wait`; the others go on in the background.
     /// Fails only when none is ready.
     pub async fn catalog_within(&self, wait: Duration) -> Result<Catalog, CatalogError> {
+        let _ = self.seeded.subscribe().wait_for(|seeded| *seeded).await;
         let agents = self
             .runtime
             .agents()
@@ -359,11 +364,8 @@ impl Server {
             match outcome {
                 Ok(probe) => ready.push(probe),
                 Err(e) => {
-                    if matches!(e, ProbeError::Starting(_)) {
-                        tracing::debug!(agent = %agent, "not in the picker yet: {e}");
-                    } else {
-                        tracing::warn!(agent = %agent, "left out of the picker: {e}");
-                    }
+                    // Told once, when the probe settles (see the cache).
+                    tracing::debug!(agent = %agent, "not in the picker: {e}");
                     failures.push((agent, e));
                 }
             }
@@ -403,9 +405,11 @@ impl Server {
     /// persists what it learned.
     pub fn warm_up(self: &Arc<Self>) {
         let server = self.clone();
+        self.seeded.send_replace(false);
         self.tracker.spawn(async move {
             let work = async {
                 server.seed_from_disk().await;
+                server.seeded.send_replace(true);
                 let mut changes = server.cache.subscribe();
                 loop {
                     changes.mark_unchanged();
@@ -453,7 +457,9 @@ impl Server {
         Some(dir.join(format!("{name}.json")))
     }
 
-    /// Seeds the cache from the persisted file of this image, then revalidates in background.
+    /// Seeds the cache from the persisted file of this image, then revalidates in background:
+    /// ready agents answer at once, and agents that needed a login are offered with their auth
+    /// methods at once while their first probe runs.
     async fn seed_from_disk(self: &Arc<Self>) {
         let Ok(identity) = self.runtime.identity().await else {
             return;
@@ -464,15 +470,26 @@ impl Server {
         let Ok(text) = std::fs::read_to_string(&path) else {
             return;
         };
-        let probes: Vec<super::probe::AgentProbe> = match serde_json::from_str(&text) {
-            Ok(probes) => probes,
+        let persisted = match PersistedCache::parse(&text) {
+            Ok(persisted) => persisted,
             Err(e) => {
                 tracing::warn!(path = %path.display(), "ignoring an unreadable probe cache: {e}");
                 return;
             }
         };
-        tracing::info!(agents = probes.len(), path = %path.display(), "probe cache loaded");
-        for probe in probes {
+        tracing::info!(agents = persisted.ready.len(), locked = persisted.locked.len(), path = %path.display(), "probe cache loaded");
+        for locked in persisted.locked {
+            let key = CacheKey {
+                identity: identity.clone(),
+                agent: locked.agent,
+            };
+            let error = ProbeError::AuthRequired {
+                message: locked.message,
+                auth_methods: locked.auth_methods,
+            };
+            self.cache.seed_failure(key, error);
+        }
+        for probe in persisted.ready {
             let key = CacheKey {
                 identity: identity.clone(),
                 agent: probe.agent.clone(),
@@ -489,7 +506,8 @@ impl Server {
         }
     }
 
-    /// Writes the ready probes of this image to the persisted cache.
+    /// Writes what is known of this image's agents to the persisted cache: the ready probes and
+    /// the agents that asked for a login.
     async fn persist(&self) {
         let Ok(identity) = self.runtime.identity().await else {
             return;
@@ -497,19 +515,36 @@ impl Server {
         let Some(path) = self.cache_file(&identity) else {
             return;
         };
-        let mut probes: Vec<super::probe::AgentProbe> = self
+        let mut ready: Vec<super::probe::AgentProbe> = self
             .cache
             .ready(&identity)
             .iter()
             .map(|p| (**p).clone())
             .collect();
-        if probes.is_empty() {
+        let mut locked: Vec<LockedAgent> = self
+            .cache
+            .locked(&identity)
+            .into_iter()
+            .filter_map(|(agent, error)| match error {
+                ProbeError::AuthRequired {
+                    message,
+                    auth_methods,
+                } => Some(LockedAgent {
+                    agent,
+                    message,
+                    auth_methods,
+                }),
+                _ => None,
+            })
+            .collect();
+        if ready.is_empty() && locked.is_empty() {
             // Nothing learned yet (probes still running): an empty file would only mislead the
             // next start.
             return;
         }
-        probes.sort_by(|a, b| a.agent.cmp(&b.agent));
-        let Ok(json) = serde_json::to_vec_pretty(&probes) else {
+        ready.sort_by(|a, b| a.agent.cmp(&b.agent));
+        locked.sort_by(|a, b| a.agent.cmp(&b.agent));
+        let Ok(json) = serde_json::to_vec_pretty(&PersistedCache { ready, locked }) else {
             return;
         };
         if std::fs::read(&path).is_ok_and(|old| old == json) {
@@ -613,6 +648,35 @@ impl Server {
         if let Some(path) = &self.config.bound_file {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// The persisted probe cache of one image.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PersistedCache {
+    ready: Vec<probe::AgentProbe>,
+    #[serde(default)]
+    locked: Vec<LockedAgent>,
+}
+
+/// An agent whose last probe asked for a login, with the methods it offered.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LockedAgent {
+    agent: AgentName,
+    message: String,
+    auth_methods: Value,
+}
+
+impl PersistedCache {
+    /// Reads the file; the older form was a bare list of ready probes.
+    fn parse(text: &str) -> serde_json::Result<PersistedCache> {
+        serde_json::from_str(text).or_else(|e| match serde_json::from_str(text) {
+            Ok(ready) => Ok(PersistedCache {
+                ready,
+                locked: Vec::new(),
+            }),
+            Err(_) => Err(e),
+        })
     }
 }
 
