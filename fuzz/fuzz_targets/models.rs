@@ -62,11 +62,16 @@ fuzz_target!(|data: &[u8]| {
             agent: AgentName::new(name).expect("a valid test name"),
             initialize: value.get("init").cloned().unwrap_or(Value::Null),
             menu,
+            modes: terok_executor::acp::modes::legacy_modes(&value),
         })
     };
     let catalog = Catalog::new(vec![probe("alpha", alpha.clone()), probe("b.e-t_a", beta)]);
     for agent in catalog.agents() {
         let _ = agent.title();
+        if let Some(modes) = &agent.modes {
+            let option = terok_executor::acp::modes::mode_option(modes);
+            assert_eq!(option["category"], "mode");
+        }
         for model in &agent.menu.models {
             let pick = catalog
                 .resolve(&namespaced(&agent.agent, &model.id))
