@@ -119,49 +119,24 @@ impl Hub {
         frame: &Frame,
     ) {
         let value = frame.to_value().unwrap_or(Value::Null);
-        if !options {
-            if value.get("error").is_none() {
-                if let Some(block) = self
-                    .sessions
-                    .get_mut(sid)
-                    .and_then(|s| s.link_mut())
-                    .and_then(|l| l.modes.as_mut())
-                {
-                    modes::set_current(block, mode);
-                }
+        let failed = value.get("error").is_some();
+        if !failed {
+            if let Some(block) = self
+                .sessions
+                .get_mut(sid)
+                .and_then(|s| s.link_mut())
+                .and_then(|l| l.modes.as_mut())
+            {
+                modes::set_current(block, mode);
             }
-            let result = value.get("result").cloned();
-            return match (result, value.get("error")) {
-                (Some(result), _) => self.reply_result(conn, client_id, &result),
-                (None, Some(error)) => {
-                    let error = RpcError::new(
-                        error.get("code").and_then(Value::as_i64).unwrap_or(-32603),
-                        error
-                            .get("message")
-                            .and_then(Value::as_str)
-                            .unwrap_or("session/set_mode failed"),
-                    );
-                    self.reply_error(conn, Some(client_id), &error)
-                }
-                (None, None) => self.reply_result(conn, client_id, &json!({})),
-            };
         }
-        if let Some(error) = value.get("error") {
-            let error = RpcError::new(
-                error.get("code").and_then(Value::as_i64).unwrap_or(-32603),
-                error
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("session/set_mode failed"),
-            );
-            return self.reply_error(conn, Some(client_id), &error);
+        if failed || !options {
+            // The agent's own answer, under the client's id.
+            return self.answer_client(conn, client_id, frame);
         }
         let Some(session) = self.sessions.get_mut(sid) else {
             return;
         };
-        if let Some(block) = session.link_mut().and_then(|l| l.modes.as_mut()) {
-            modes::set_current(block, mode);
-        }
         let options = session.config_options();
         session.transcript.record_update(
             json!({"sessionUpdate": "config_option_update", "configOptions": options.clone()}),

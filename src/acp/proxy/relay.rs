@@ -52,7 +52,7 @@ impl Hub {
     }
 
     /// Writes an agent's answer to the client that asked, under the client's own id.
-    fn answer_client(&mut self, conn: ConnId, client_id: &[u8], frame: &Frame) {
+    pub(super) fn answer_client(&mut self, conn: ConnId, client_id: &[u8], frame: &Frame) {
         let (Some(span), Some(c)) = (frame.id_span(), self.conns.get_mut(&conn)) else {
             return;
         };
