@@ -103,16 +103,6 @@ pub fn probe_timeout_from_env() -> Duration {
         .unwrap_or(DEFAULT_PROBE_TIMEOUT)
 }
 
-/// The `initialize` params a probe sends when it has no process to hand over: no client
-/// capabilities, so the agent cannot call back into an editor that is not there.
-pub fn probe_initialize_params() -> Value {
-    json!({
-        "protocolVersion": 1,
-        "clientCapabilities": {"fs": {"readTextFile": false, "writeTextFile": false}, "terminal": false},
-        "clientInfo": {"name": "terok-executor-probe", "version": env!("CARGO_PKG_VERSION")},
-    })
-}
-
 /// A probed agent process, handed on alive after its handshake: it is initialized, and the
 /// session the probe opened is still open.
 pub struct WarmAgent {

@@ -54,15 +54,19 @@ impl Hub {
         }
         let mut request = params.clone();
         request["sessionId"] = json!(backend_sid);
+        let pending = Pending::SetMode {
+            conn,
+            client_id: id,
+            session,
+            mode,
+            options: false,
+        };
+        self.send_set_mode(slot, &request, pending);
+    }
+
+    fn send_set_mode(&mut self, slot: u32, request: &Value, pending: Pending) {
         if let Some(backend) = self.backends.get_mut(&slot) {
-            let pending = Pending::SetMode {
-                conn,
-                client_id: id,
-                session,
-                mode,
-                options: false,
-            };
-            backend.request("session/set_mode", &request, pending);
+            backend.request("session/set_mode", request, pending);
         }
     }
 
@@ -95,17 +99,14 @@ impl Hub {
         };
         let mut request = json!({"sessionId": link.backend_sid, "modeId": mode});
         crate::acp::message::carry_fields(params, &["configId", "value"], &mut request);
-        let (slot, session, mode) = (link.slot, session.id.clone(), mode.to_owned());
-        if let Some(backend) = self.backends.get_mut(&slot) {
-            let pending = Pending::SetMode {
-                conn,
-                client_id: id,
-                session,
-                mode,
-                options: true,
-            };
-            backend.request("session/set_mode", &request, pending);
-        }
+        let pending = Pending::SetMode {
+            conn,
+            client_id: id,
+            session: session.id.clone(),
+            mode: mode.to_owned(),
+            options: true,
+        };
+        self.send_set_mode(link.slot, &request, pending);
     }
 
     /// The agent answered a mode change: the block follows; a pick in the select is answered
@@ -146,7 +147,6 @@ impl Hub {
 
     /// The agent changed a session's mode itself: the legacy block follows, and where the
     /// proxy offers the modes as a select, the client also gets the complete option list.
-    /// Returns whether the update was one.
     pub(super) fn on_mode_update(&mut self, sid: &Arc<str>, frame: &Frame) {
         let Ok(value) = frame.to_value() else {
             return;
