@@ -6,18 +6,21 @@
 #     source .ci/podman-env.sh || exit 1
 #
 # It is idempotent and fast once set up. It
-#   1. installs podman, runc, conmon, busybox-static, procps and curl with
-#      apt-get if they are missing (needs root);
+#   1. checks for podman, runc, conmon, busybox-static, procps and curl, and
+#      installs the missing ones with apt-get only when TEROK_PODMAN_INSTALL=1
+#      (needs root; .ci/run sets it; tests never install anything);
 #   2. creates a private podman setup in ${TEROK_PODMAN_DIR:-/tmp/terok-podman}
 #      (containers.conf, storage.conf, graphroot, runroot, tmp) and exports
 #      CONTAINERS_CONF and CONTAINERS_STORAGE_CONF; /etc/containers is untouched;
-#   3. starts `podman system service --time=0 unix://$DIR/podman.sock` in the
-#      background unless it already answers, and exports
+#   3. starts `podman system service unix://$DIR/podman.sock` in the
+#      background unless it already answers (it exits by itself after
+#      TEROK_PODMAN_SERVICE_IDLE seconds without a client, default 120; 0 keeps
+#      it until terok_podman_stop), and exports
 #      CONTAINER_HOST / DOCKER_HOST=unix://$DIR/podman.sock
 #      (note: with CONTAINER_HOST set, the podman CLI itself talks to that
 #      service, i.e. runs as a remote client);
 #   4. defines `terok_build_test_image TAG LABELS-CSV BINARY...` and
-#      `terok_podman_teardown` (see below).
+#      `terok_podman_stop` and `terok_podman_teardown` (see below).
 #
 # Knobs (export them before sourcing: in bash, `VAR=x source ...` is temporary
 # and the settings would not stay with the exported CONTAINER_HOST etc.):
@@ -51,8 +54,10 @@ _terok_podman_is_service() {
 }
 
 # Write $2 to file $1 only if the content differs (keeps mtimes stable).
+# Sets _terok_podman_changed=1 when it writes.
 _terok_podman_write() {
     if [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; then return 0; fi
+    _terok_podman_changed=1
     printf '%s\n' "$2" >"$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"
 }
 
@@ -68,6 +73,10 @@ _terok_podman_install() {
     fi
     [ ${#missing[@]} -eq 0 ] || mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
     [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "${TEROK_PODMAN_INSTALL:-}" != 1 ]; then
+        _terok_podman_err "missing packages: ${missing[*]} (install them, e.g. \`apt-get install --no-install-recommends ${missing[*]}\`, or run .ci/run, which does)"
+        return 1
+    fi
     if [ "$(id -u)" != 0 ]; then
         _terok_podman_err "missing packages (${missing[*]}) and not root: install them first"
         return 1
@@ -102,7 +111,10 @@ runtime = \"runc\"
 cgroup_manager = \"cgroupfs\"
 events_logger = \"file\"
 tmp_dir = \"$dir/tmp\"
-image_copy_tmp_dir = \"$dir/tmp\"" || {
+image_copy_tmp_dir = \"$dir/tmp\"
+# The conmon of an exec session waits this long for a client to fetch its exit
+# code (default 300 s); the runtime fetches it at once, so no need to linger.
+exit_command_delay = 5" || {
         _terok_podman_err "cannot write $dir/containers.conf"
         return 1
     }
@@ -135,6 +147,11 @@ runroot = \"$dir/runroot\"" || return 1
 
 _terok_podman_service() {
     local dir=$1 sock=$1/podman.sock pid deadline
+    # A service started with an older configuration is restarted.
+    if [ -n "${_terok_podman_changed:-}" ] && _terok_podman_ping "$sock"; then
+        _terok_podman_log "configuration changed: restarting the podman service"
+        terok_podman_stop "$dir"
+    fi
     if ! _terok_podman_ping "$sock"; then
         pid=$(cat "$dir/service.pid" 2>/dev/null || true)
         if ! { [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
@@ -147,8 +164,8 @@ _terok_podman_service() {
             (cd / && env -u CONTAINER_HOST -u DOCKER_HOST \
                 CONTAINERS_CONF="$CONTAINERS_CONF" \
                 CONTAINERS_STORAGE_CONF="$CONTAINERS_STORAGE_CONF" \
-                setsid -f sh -c 'echo $$ >"$1/service.pid"; exec podman system service --time=0 "unix://$1/podman.sock"' \
-                sh "$dir" </dev/null >>"$dir/service.log" 2>&1) || {
+                setsid -f sh -c 'echo $$ >"$1/service.pid"; exec podman system service --time="$2" "unix://$1/podman.sock"' \
+                sh "$dir" "${TEROK_PODMAN_SERVICE_IDLE:-120}" </dev/null >>"$dir/service.log" 2>&1) || {
                 _terok_podman_err "cannot start podman system service"
                 return 1
             }
@@ -170,6 +187,7 @@ _terok_podman_service() {
 _terok_podman_setup() {
     local dir=${TEROK_PODMAN_DIR:-/tmp/terok-podman}
     case $dir in /*) ;; *) dir="$PWD/$dir" ;; esac
+    _terok_podman_changed=
     _terok_podman_install || return 1
     _terok_podman_configure "$dir" || return 1
     _terok_podman_service "$dir" || return 1
@@ -297,6 +315,22 @@ terok_build_test_image() (
         die "podman import of $tag failed"
     printf '%s\n' "$tag"
 )
+
+# terok_podman_stop [DIR]: remove all containers of the private setup in DIR
+# (default $TEROK_PODMAN_DIR) and stop its service; images and storage stay
+# (a cache for the next run).
+terok_podman_stop() {
+    local dir=${1:-${TEROK_PODMAN_DIR:-/tmp/terok-podman}} pid
+    [ -f "$dir/containers.conf" ] || return 0
+    CONTAINERS_CONF="$dir/containers.conf" CONTAINERS_STORAGE_CONF="$dir/storage.conf" \
+        _terok_podman_local rm -fa -t 0 >/dev/null 2>&1 || true
+    pid=$(cat "$dir/service.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && _terok_podman_is_service "$pid"; then
+        kill "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+    rm -f "$dir/service.pid" "$dir/podman.sock"
+}
 
 # terok_podman_teardown [DIR]: remove all containers of the private setup in
 # DIR (default $TEROK_PODMAN_DIR), stop its service, unmount the overlay bind

@@ -8,68 +8,20 @@
 //! own base image, so its L0/L1 tags and containers are its own; a guard removes them even when
 //! the test fails. Without Podman the tests skip, except under CI, where they fail.
 
+mod common;
+
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bollard::Docker;
+use common::{podman_env, repo};
 use terok_executor::podman::{connect_to, Endpoint};
 
 const BIN: &str = env!("CARGO_BIN_EXE_terok-executor");
 /// Deadline of one test.
 const TEST_TIMEOUT: Duration = Duration::from_secs(300);
-/// The variables `.ci/podman-env.sh` exports that children need.
-const PODMAN_VARS: &[&str] = &[
-    "CONTAINER_HOST",
-    "DOCKER_HOST",
-    "CONTAINERS_CONF",
-    "CONTAINERS_STORAGE_CONF",
-    "TEROK_PODMAN_DIR",
-];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Sources the setup script once and keeps the variables it exports.
-fn podman_env() -> Option<&'static HashMap<String, String>> {
-    static ENV: OnceLock<Result<HashMap<String, String>, String>> = OnceLock::new();
-    let result = ENV.get_or_init(|| {
-        let out = std::process::Command::new("bash")
-            .arg("-c")
-            .arg("export TEROK_PODMAN_QUIET=1; source .ci/podman-env.sh >&2 && env")
-            .current_dir(repo())
-            .output()
-            .map_err(|e| format!("cannot run bash: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "podman setup failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let vars: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .filter(|(k, _)| PODMAN_VARS.contains(k))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        if !vars.contains_key("CONTAINER_HOST") {
-            return Err("podman setup exported no CONTAINER_HOST".into());
-        }
-        Ok(vars)
-    });
-    match result {
-        Ok(vars) => Some(vars),
-        Err(reason) if std::env::var_os("CI").is_some() => panic!("{reason}"),
-        Err(reason) => {
-            eprintln!("skipping: {reason}");
-            None
-        }
-    }
-}
-
 /// One test's world: its Podman variables, terok directories, base image and cleanup list.
 struct World {
     vars: HashMap<String, String>,

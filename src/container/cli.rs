@@ -44,6 +44,49 @@ pub struct RunArgs {
     /// Process limit (default 4096, none with --unrestricted).
     #[arg(long)]
     pub pids_limit: Option<i64>,
+    /// An environment variable for the container: `KEY=VALUE`, or `KEY` for the host's value;
+    /// repeatable. It wins over the launcher's own variable of the same name.
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+}
+
+/// `KEY=VALUE`, or `KEY` (the host's value; an error when the host has none).
+pub fn parse_env(text: &str) -> Result<(String, String), String> {
+    let (key, value) = match text.split_once('=') {
+        Some((key, value)) => (key, Some(value.to_owned())),
+        None => (text, None),
+    };
+    let valid = key
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    if key.is_empty() || !valid {
+        return Err(format!("{key:?} is not a variable name"));
+    }
+    let value = match value {
+        Some(v) => v,
+        None => std::env::var(key).map_err(|_| format!("{key} is not set here"))?,
+    };
+    Ok((key.to_owned(), value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_env;
+
+    #[test]
+    fn env_entries_are_checked() {
+        assert_eq!(parse_env("A_1=x=y"), Ok(("A_1".into(), "x=y".into())));
+        assert_eq!(parse_env("EMPTY="), Ok(("EMPTY".into(), String::new())));
+        assert!(parse_env("1A=x").is_err());
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("A B=x").is_err());
+        std::env::var("PATH").unwrap();
+        assert_eq!(parse_env("PATH").unwrap().1, std::env::var("PATH").unwrap());
+        assert!(parse_env("TEROK_SURELY_UNSET_VARIABLE")
+            .unwrap_err()
+            .contains("not set"));
+    }
 }
 
 /// `terok-executor list`.

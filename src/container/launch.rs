@@ -17,6 +17,7 @@ use futures::StreamExt;
 
 use super::cli::RunArgs;
 use super::hardening::Hardening;
+use super::ownership::{hand_over, CONTAINER_GID, CONTAINER_UID};
 use super::spec::{command, LaunchSpec, Mode, NAME_PREFIX};
 use crate::acp::endpoint::{runtime_dir, Endpoint};
 use crate::image::cli::load_roster;
@@ -110,6 +111,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     tracing::debug!(?report, "shared config patches reconciled");
 
     let rootless = !nix::unistd::geteuid().is_root();
+    if !rootless {
+        // Rootful Podman maps no user: the container's dev user needs the mount dirs as its own.
+        let mut dirs = env.prepare.dirs.clone();
+        dirs.push(config_dir.clone());
+        hand_over(&dirs, CONTAINER_UID, CONTAINER_GID)
+            .context("cannot give the mount directories to the container's user")?;
+    }
     let mut hardening = if args.unrestricted {
         Hardening::unrestricted(rootless)
     } else {
@@ -121,13 +129,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(pids) = args.pids_limit {
         hardening.pids_limit = Some(pids);
     }
+    let mut container_env = env.env;
+    for (key, value) in &args.env {
+        container_env.insert(key.clone(), value.clone());
+    }
     let launch = LaunchSpec {
         name: name.clone(),
         image,
         agent: agent.name.clone(),
         mode,
         command: command(mode, &agent, args.model.as_deref()),
-        env: env.env,
+        env: container_env,
         volumes: env.volumes,
         hardening,
     };

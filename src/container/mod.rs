@@ -5,12 +5,14 @@
 //! - [`spec`]: one launch as a create body (labels, command, env, mounts).
 //! - [`launch`]: `run` (images, environment, host preparation, start, modes).
 //! - [`manage`]: `list` and `stop`, by label.
+//! - [`ownership`]: the mount directories given to the container user under rootful Podman.
 //! - [`cli`]: the clap arguments.
 
 pub mod cli;
 pub mod hardening;
 pub mod launch;
 pub mod manage;
+pub mod ownership;
 pub mod spec;
 
 use std::process::ExitCode;

@@ -13,10 +13,11 @@ use bollard::query_parameters::{BuildImageOptionsBuilder, TagImageOptionsBuilder
 use bollard::Docker;
 use futures::StreamExt;
 
-use super::context::{missing_scripts, Context, L0_DOCKERFILE, L1_DOCKERFILE};
+use super::context::{missing_scripts, CaCert, Context, L0_DOCKERFILE, L1_DOCKERFILE};
 use super::family::{detect_family, FamilyError};
 use super::progress::{Display, Progress};
 use super::render::{help_fragments, render_l0, render_l1, RenderError, Templates};
+use super::sources::Sources;
 use super::tags::{l0_tag, l1_alias, l1_tag, normalize_base_image};
 use crate::launcher::roster::{Roster, RosterError, Selection};
 
@@ -27,6 +28,10 @@ pub struct BuildRequest {
     pub base: String,
     /// `deb` or `rpm`; detected from the base image when unset.
     pub family: Option<String>,
+    /// Where packages come from.
+    pub sources: Sources,
+    /// Extra certificate authorities the images trust.
+    pub ca_certs: Vec<CaCert>,
     pub selection: Selection,
     /// Build even when the images exist, without the layer cache.
     pub rebuild: bool,
@@ -41,6 +46,8 @@ impl BuildRequest {
         BuildRequest {
             base: String::new(),
             family: None,
+            sources: Sources::default(),
+            ca_certs: Vec::new(),
             selection,
             rebuild: false,
             templates: Templates::bundled(),
@@ -121,8 +128,9 @@ pub async fn ensure_images(
 
     let family = detect_family(&base, req.family.as_deref())?;
     let l0_file = render_l0(&req.templates, &base, family)?;
-    let l1_file = render_l1(&req.templates, roster, &l0, family, &agents)?;
-    let ctx = Context::standard(&l0_file, &l1_file, &help_fragments(roster, &agents));
+    let l1_file = render_l1(&req.templates, roster, &l0, family, req.sources, &agents)?;
+    let mut ctx = Context::standard(&l0_file, &l1_file, &help_fragments(roster, &agents));
+    ctx.add_ca_certs(&req.ca_certs);
     let missing = missing_scripts(&l1_file, &ctx);
     if !missing.is_empty() {
         return Err(BuildError::MissingScripts {

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::build::{ensure_images, BuildRequest};
+use super::context::CaCert;
 use super::progress::Display;
 use super::render::Templates;
 use crate::launcher::paths::HostPaths;
@@ -20,6 +21,14 @@ pub struct ImageArgs {
     /// Package family of the base image (deb or rpm); detected from its name when unset.
     #[arg(long, value_parser = ["deb", "rpm"])]
     pub family: Option<String>,
+    /// Where packages come from: `vendors` (NodeSource, GitHub releases, install scripts where
+    /// they are the usual route) or `registries` (only the distribution's archive, npm and PyPI).
+    #[arg(long, default_value = "vendors", value_parser = ["vendors", "registries"])]
+    pub sources: String,
+    /// A certificate authority (PEM file) for the images to trust, such as a company proxy's
+    /// that inspects TLS; repeatable. Builds and the agents at run time both need it there.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
     /// Directory with replacement Dockerfile templates (same file names as the bundled ones).
     #[arg(long, hide = true)]
     pub templates: Option<PathBuf>,
@@ -51,6 +60,14 @@ impl ImageArgs {
         Ok(BuildRequest {
             base: self.base.clone(),
             family: self.family.clone(),
+            sources: self.sources.parse().map_err(anyhow::Error::msg)?,
+            ca_certs: self
+                .ca_certs
+                .iter()
+                .enumerate()
+                .map(|(i, path)| CaCert::read(path, i + 1))
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?,
             selection,
             rebuild,
             templates,

@@ -1,66 +1,91 @@
 //! The build context: an in-memory tar archive of the files the Dockerfiles `COPY`.
 //!
-//! Layout: `scripts/` (container helper scripts, bundled in the binary), `tmux/`, `help.d/`
+//! Layout: `scripts/` (container helper scripts, bundled in the binary), `toad-agents/`, `tmux/`,
+//! `help.d/`
 //! (rendered from the selection), and the two Dockerfiles `L0.Dockerfile` and `L1.cli.Dockerfile`.
 //! Entries have fixed owners and times so that identical inputs give identical archives (and
 //! Podman's layer cache sees no change).
 
 use std::collections::BTreeSet;
 
-/// Helper scripts shipped in the binary: file name, content.
-pub const SCRIPTS: &[(&str, &[u8])] = &[
-    (
-        "ensure-bridges.sh",
-        include_bytes!("../../resources/scripts/ensure-bridges.sh"),
-    ),
-    ("hilfe", include_bytes!("../../resources/scripts/hilfe")),
-    (
-        "init-ssh-and-repo.sh",
-        include_bytes!("../../resources/scripts/init-ssh-and-repo.sh"),
-    ),
-    (
-        "setup-codex-auth.sh",
-        include_bytes!("../../resources/scripts/setup-codex-auth.sh"),
-    ),
-    (
-        "ssh-agent-bridge.sh",
-        include_bytes!("../../resources/scripts/ssh-agent-bridge.sh"),
-    ),
-    (
-        "terok-acp-env.sh",
-        include_bytes!("../../resources/scripts/terok-acp-env.sh"),
-    ),
-    (
-        "terok-claude-acp",
-        include_bytes!("../../resources/scripts/terok-claude-acp"),
-    ),
-    (
-        "terok-codex-acp",
-        include_bytes!("../../resources/scripts/terok-codex-acp"),
-    ),
-    (
-        "terok-copilot-acp",
-        include_bytes!("../../resources/scripts/terok-copilot-acp"),
-    ),
-    (
-        "terok-env-git-identity.sh",
-        include_bytes!("../../resources/scripts/terok-env-git-identity.sh"),
-    ),
-    (
-        "terok-env.sh",
-        include_bytes!("../../resources/scripts/terok-env.sh"),
-    ),
-    (
-        "terok-opencode-acp",
-        include_bytes!("../../resources/scripts/terok-opencode-acp"),
-    ),
-    (
-        "terok-vibe-acp",
-        include_bytes!("../../resources/scripts/terok-vibe-acp"),
-    ),
-];
+/// Helper scripts shipped in the binary (file name, content), staged in the image under
+/// `/tmp/terok-scripts/`.
+macro_rules! shipped {
+    ($dir:literal: $($name:literal),* $(,)?) => {
+        &[$(($name, include_bytes!(concat!("../../resources/", $dir, "/", $name)))),*]
+    };
+}
+
+pub const SCRIPTS: &[(&str, &[u8])] = shipped!("scripts":
+    "Caddyfile",
+    "codex-ephemeral-login",
+    "ensure-bridges.sh",
+    "hilfe",
+    "init-ssh-and-repo.sh",
+    "opencode-provider",
+    "opencode-provider-acp",
+    "opencode-session-plugin.mjs",
+    "opencode-toad",
+    "setup-codex-auth.sh",
+    "ssh-agent-bridge.sh",
+    "terok-acp-env.sh",
+    "terok-claude-acp",
+    "terok-codex-acp",
+    "terok-copilot-acp",
+    "terok-env-git-identity.sh",
+    "terok-env.sh",
+    "terok-installed-versions",
+    "terok-opencode-acp",
+    "terok-toad-entry",
+    "terok-vibe-acp",
+    "toad",
+    "toad-install-agents",
+);
+
+/// Toad's descriptions of the OpenCode-based ACP agents, copied by toad's install snippet.
+pub const TOAD_AGENTS: &[(&str, &[u8])] = shipped!("toad-agents":
+    "blablador.helmholtz.de.toml",
+    "kisski.academiccloud.de.toml",
+    "openrouter.ai.terok.toml",
+);
 
 const TMUX_CONF: &[u8] = include_bytes!("../../resources/tmux/container-tmux.conf");
+
+/// A certificate authority to trust in the images: a file name and PEM text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaCert {
+    pub name: String,
+    pub pem: Vec<u8>,
+}
+
+impl CaCert {
+    /// Reads a PEM file; it must hold at least one certificate. Numbered by its position, so two
+    /// files of the same name stay apart.
+    pub fn read(path: &std::path::Path, index: usize) -> Result<CaCert, String> {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(format!("{} holds no PEM certificate", path.display()));
+        }
+        let stem: String = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Ok(CaCert {
+            name: format!("{index:02}-{stem}"),
+            pem,
+        })
+    }
+}
 
 /// Dockerfile names inside the context.
 pub const L0_DOCKERFILE: &str = "L0.Dockerfile";
@@ -79,8 +104,13 @@ impl Context {
     /// The standard context: scripts, tmux config, help fragments and the two Dockerfiles.
     pub fn standard(l0: &str, l1: &str, help: &[(&str, String)]) -> Context {
         let mut ctx = Context::default();
+        // `COPY ca-certs/` needs the directory even when no certificate is added.
+        ctx.add("ca-certs/.keep", Vec::new(), 0o644);
         for (name, body) in SCRIPTS {
             ctx.add(&format!("scripts/{name}"), body.to_vec(), 0o755);
+        }
+        for (name, body) in TOAD_AGENTS {
+            ctx.add(&format!("toad-agents/{name}"), body.to_vec(), 0o644);
         }
         ctx.add("tmux/container-tmux.conf", TMUX_CONF.to_vec(), 0o644);
         // An empty help.d still has to exist for `COPY help.d/`.
@@ -91,6 +121,17 @@ impl Context {
         ctx.add(L0_DOCKERFILE, l0.as_bytes().to_vec(), 0o644);
         ctx.add(L1_DOCKERFILE, l1.as_bytes().to_vec(), 0o644);
         ctx
+    }
+
+    /// Adds the extra certificate authorities L0 installs (`ca-certs/<name>.crt`).
+    pub fn add_ca_certs(&mut self, certs: &[CaCert]) {
+        for cert in certs {
+            self.add(
+                &format!("ca-certs/{}.crt", cert.name),
+                cert.pem.clone(),
+                0o644,
+            );
+        }
     }
 
     /// Adds (or replaces) a file.
@@ -185,6 +226,31 @@ mod tests {
     }
 
     #[test]
+    fn ca_certs_are_read_checked_and_added() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("corp proxy.pem");
+        std::fs::write(
+            &good,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let bad = dir.path().join("key.pem");
+        std::fs::write(&bad, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        let cert = CaCert::read(&good, 1).unwrap();
+        assert_eq!(cert.name, "01-corp_proxy");
+        assert!(CaCert::read(&bad, 2)
+            .unwrap_err()
+            .contains("no PEM certificate"));
+        assert!(CaCert::read(&dir.path().join("missing"), 3)
+            .unwrap_err()
+            .contains("cannot read"));
+        let mut ctx = Context::standard("", "", &[]);
+        assert!(ctx.contains("ca-certs/.keep"));
+        ctx.add_ca_certs(&[cert]);
+        assert!(ctx.contains("ca-certs/01-corp_proxy.crt"));
+    }
+
+    #[test]
     fn archives_are_reproducible() {
         let a = Context::standard("x", "y", &[]).to_tar().unwrap();
         let b = Context::standard("x", "y", &[]).to_tar().unwrap();
@@ -199,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn entries_whose_scripts_are_shipped() {
+    fn every_entry_has_its_scripts() {
         let roster = crate::launcher::roster::load_roster(None).unwrap();
         let ctx = Context::standard("", "", &[]);
         let mut complete = Vec::new();
@@ -218,10 +284,8 @@ mod tests {
                 complete.push(name.as_str());
             }
         }
-        assert_eq!(
-            complete,
-            ["claude", "codex", "copilot", "gh", "glab", "sonar"]
-        );
+        let all: Vec<&str> = roster.installs().keys().map(String::as_str).collect();
+        assert_eq!(complete, all);
     }
 
     #[test]

@@ -97,6 +97,12 @@ pub fn detect_family(base: &str, override_: Option<&str>) -> Result<Family, Fami
     }
     let (name, tag) = split_image_ref(normalize_base_image(base));
     let name = name.to_lowercase();
+    // A local image (`podman import ... localhost/debian:trixie`) or Docker Hub's own spelling
+    // names the same distribution as the bare name.
+    let name = ["localhost/", "docker.io/library/", "docker.io/"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(&name);
     for (prefix, rule) in KNOWN {
         let matches = name == *prefix
             || name
@@ -126,6 +132,10 @@ mod tests {
         assert_eq!(fam("ubuntu:24.04"), Ok(Family::Deb));
         assert_eq!(fam(""), Ok(Family::Deb));
         assert_eq!(fam("debian"), Ok(Family::Deb));
+        assert_eq!(fam("localhost/debian:trixie"), Ok(Family::Deb));
+        assert_eq!(fam("docker.io/library/fedora:43"), Ok(Family::Rpm));
+        assert_eq!(fam("docker.io/ubuntu:24.04"), Ok(Family::Deb));
+        assert!(fam("localhost/mydebian:1").is_err());
         assert_eq!(fam("fedora:43"), Ok(Family::Rpm));
         assert_eq!(fam("registry.fedoraproject.org/fedora:41"), Ok(Family::Rpm));
         assert_eq!(fam("quay.io/podman/stable"), Ok(Family::Rpm));

@@ -2,13 +2,15 @@
 //!
 //! Templates are Jinja (rendered by minijinja with the trailing newline kept and no escaping, as
 //! Dockerfiles are not HTML). Each install snippet is itself a template with `family` in scope,
-//! so one roster entry can carry apt and dnf variants.
+//! and `sources` in scope, so one roster entry can carry apt and dnf variants, and a
+//! registry-only variant.
 
 use std::path::Path;
 
 use minijinja::{context, Environment};
 
 use super::family::Family;
+use super::sources::{Sources, NODE_VERSION, NPM_VERSION};
 use crate::launcher::roster::{HelpSection, Roster};
 
 /// The OCI label naming the roster entries baked into an L1 image.
@@ -95,12 +97,17 @@ pub fn render_l0(templates: &Templates, base: &str, family: Family) -> Result<St
     )
 }
 
-/// One roster install snippet with `family` in scope.
-pub fn render_snippet(name: &str, snippet: &str, family: Family) -> Result<String, RenderError> {
+/// One roster install snippet with `family` and `sources` in scope.
+pub fn render_snippet(
+    name: &str,
+    snippet: &str,
+    family: Family,
+    sources: Sources,
+) -> Result<String, RenderError> {
     render(
         &format!("the install snippet of {name}"),
         snippet,
-        context! { family => family.as_str() },
+        context! { family => family.as_str(), sources => sources.as_str() },
     )
 }
 
@@ -110,6 +117,7 @@ pub fn render_l1(
     roster: &Roster,
     l0_image: &str,
     family: Family,
+    sources: Sources,
     selected: &[String],
 ) -> Result<String, RenderError> {
     let mut root = Vec::new();
@@ -119,10 +127,10 @@ pub fn render_l1(
             continue;
         };
         if !install.run_as_root.is_empty() {
-            root.push(render_snippet(name, &install.run_as_root, family)?);
+            root.push(render_snippet(name, &install.run_as_root, family, sources)?);
         }
         if !install.run_as_dev.is_empty() {
-            dev.push(render_snippet(name, &install.run_as_dev, family)?);
+            dev.push(render_snippet(name, &install.run_as_dev, family, sources)?);
         }
     }
     render(
@@ -131,6 +139,9 @@ pub fn render_l1(
         context! {
             BASE_IMAGE => l0_image,
             family => family.as_str(),
+            sources => sources.as_str(),
+            node_version => NODE_VERSION,
+            npm_version => NPM_VERSION,
             install_root_snippets => root,
             install_dev_snippets => dev,
             installed_agents_csv => selected.join(","),

@@ -18,14 +18,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error(
-        "cannot reach Podman's API; tried {tried}. Start the API service with \
-         `systemctl --user enable --now podman.socket` (rootless) or \
-         `sudo systemctl enable --now podman.socket` (root), or run \
-         `podman system service --time=0 unix://$XDG_RUNTIME_DIR/podman/podman.sock &`; \
-         or point CONTAINER_HOST at a running service"
-    )]
-    NotFound { tried: String },
+    #[error("cannot reach Podman's API; tried {tried}. {hint}")]
+    NotFound { tried: String, hint: String },
 }
 
 /// Where an API service may be listening.
@@ -126,7 +120,35 @@ pub async fn connect_to(endpoints: Vec<Endpoint>) -> Result<Docker, ConnectError
     }
     Err(ConnectError::NotFound {
         tried: tried.join(", "),
+        hint: start_hint(
+            nix::unistd::geteuid().is_root(),
+            std::env::var("XDG_RUNTIME_DIR").ok().as_deref(),
+        ),
     })
+}
+
+/// How to start the API service so that a socket this module tries answers: root's system
+/// socket, the user's runtime directory, or (rootless without one) a path named in
+/// `CONTAINER_HOST`.
+pub fn start_hint(root: bool, runtime_dir: Option<&str>) -> String {
+    let run = |path: &str| format!("`podman system service --time=0 unix://{path} &`");
+    if root {
+        return format!(
+            "Start the API service with `systemctl enable --now podman.socket`, or run {}",
+            run("/run/podman/podman.sock")
+        );
+    }
+    match runtime_dir.filter(|d| !d.is_empty()) {
+        Some(dir) => format!(
+            "Start the API service with `systemctl --user enable --now podman.socket`, or run {}",
+            run(&format!("{dir}/podman/podman.sock"))
+        ),
+        None => format!(
+            "XDG_RUNTIME_DIR is not set, so there is no per-user socket to try: run {} and \
+             export CONTAINER_HOST=unix://$HOME/.podman.sock",
+            run("$HOME/.podman.sock")
+        ),
+    }
 }
 
 /// Whether an API error means "no such container" (or image).
@@ -178,6 +200,29 @@ mod tests {
             ("DOCKER_HOST", "unix:///run/podman/podman.sock"),
         ]));
         assert_eq!(got, vec![Endpoint::Unix("/run/podman/podman.sock".into())]);
+    }
+
+    #[test]
+    fn the_start_hint_names_a_socket_that_is_tried() {
+        let root = start_hint(true, None);
+        assert!(root.contains("unix:///run/podman/podman.sock"), "{root}");
+        let tried = candidates(env(&[]));
+        assert!(tried.contains(&Endpoint::Unix("/run/podman/podman.sock".into())));
+
+        let user = start_hint(false, Some("/run/user/1000"));
+        assert!(
+            user.contains("unix:///run/user/1000/podman/podman.sock"),
+            "{user}"
+        );
+        assert!(candidates(env(&[("XDG_RUNTIME_DIR", "/run/user/1000")]))
+            .contains(&Endpoint::Unix("/run/user/1000/podman/podman.sock".into())));
+
+        let bare = start_hint(false, Some(""));
+        assert!(
+            bare.contains("CONTAINER_HOST=unix://$HOME/.podman.sock"),
+            "{bare}"
+        );
+        assert!(!bare.contains("//podman/podman.sock"), "{bare}");
     }
 
     #[tokio::test]

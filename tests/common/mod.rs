@@ -184,9 +184,9 @@ impl Proxy {
     }
 }
 
-/// An ACP client over the proxy's socket.
+/// An ACP client over the proxy's socket (or any byte stream, such as `acp connect`'s stdio).
 pub struct Client {
-    writer: tokio::net::unix::OwnedWriteHalf,
+    writer: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
     incoming: mpsc::UnboundedReceiver<Value>,
     /// Messages read while waiting for something else.
     pub backlog: VecDeque<Value>,
@@ -197,6 +197,14 @@ impl Client {
     pub async fn connect(socket: &Path) -> Client {
         let stream = UnixStream::connect(socket).await.unwrap();
         let (read, writer) = stream.into_split();
+        Client::over(read, writer)
+    }
+
+    /// A client reading frames from `read` and writing to `writer`.
+    pub fn over(
+        read: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        writer: impl tokio::io::AsyncWrite + Send + 'static,
+    ) -> Client {
         let (tx, incoming) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut lines = BufReader::new(read).lines();
@@ -209,7 +217,7 @@ impl Client {
             }
         });
         Client {
-            writer,
+            writer: Box::pin(writer),
             incoming,
             backlog: VecDeque::new(),
             next_id: 1,
@@ -433,4 +441,57 @@ pub fn picker_values(options: &Value) -> Vec<String> {
         }
     }
     values
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The variables `.ci/podman-env.sh` exports that children need.
+pub const PODMAN_VARS: &[&str] = &[
+    "CONTAINER_HOST",
+    "DOCKER_HOST",
+    "CONTAINERS_CONF",
+    "CONTAINERS_STORAGE_CONF",
+    "TEROK_PODMAN_DIR",
+];
+
+/// Sources `.ci/podman-env.sh` once and keeps the variables it exports. Without Podman the
+/// tests that need it skip, except under CI, where they fail.
+pub fn podman_env() -> Option<&'static std::collections::HashMap<String, String>> {
+    static ENV: std::sync::OnceLock<Result<std::collections::HashMap<String, String>, String>> =
+        std::sync::OnceLock::new();
+    let result = ENV.get_or_init(|| {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg("export TEROK_PODMAN_QUIET=1; source .ci/podman-env.sh >&2 && env")
+            .current_dir(repo())
+            .output()
+            .map_err(|e| format!("cannot run bash: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "podman setup failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let vars: std::collections::HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| PODMAN_VARS.contains(k))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        if !vars.contains_key("CONTAINER_HOST") {
+            return Err("podman setup exported no CONTAINER_HOST".into());
+        }
+        Ok(vars)
+    });
+    match result {
+        Ok(vars) => Some(vars),
+        Err(reason) if std::env::var_os("CI").is_some() => panic!("{reason}"),
+        Err(reason) => {
+            eprintln!("skipping: {reason}");
+            None
+        }
+    }
 }

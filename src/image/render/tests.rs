@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::image::Sources;
 use crate::launcher::roster::load_roster;
 
 fn roster() -> Roster {
@@ -60,6 +61,7 @@ fn l1_deb_claude_gh_snapshot() {
         &roster(),
         "terok-l0:ubuntu-24.04",
         Family::Deb,
+        Sources::Vendors,
         &names(&["claude", "gh"]),
     )
     .unwrap();
@@ -73,6 +75,7 @@ fn l1_rpm_gh_snapshot() {
         &roster(),
         "terok-l0:fedora-43",
         Family::Rpm,
+        Sources::Vendors,
         &names(&["gh"]),
     )
     .unwrap();
@@ -86,6 +89,7 @@ fn l1_empty_selection_snapshot() {
         &roster(),
         "terok-l0:ubuntu-24.04",
         Family::Deb,
+        Sources::Vendors,
         &[],
     )
     .unwrap();
@@ -120,11 +124,14 @@ fn l1_label_and_manifest_follow_the_selection() {
         &roster(),
         "terok-l0:ubuntu-24.04",
         Family::Deb,
+        Sources::Vendors,
         &names(&["claude", "gh"]),
     )
     .unwrap();
-    assert!(out.contains("LABEL ai.terok.agents=\"claude,gh\"\n"));
-    assert!(out.contains("'claude,gh' > /etc/terok/installed.env"));
+    assert!(out
+        .contains("LABEL ai.terok.agents=\"claude,gh\" \\\n      ai.terok.sources=\"vendors\"\n"));
+    assert!(out.contains("TEROK_INSTALLED_AGENTS='claude,gh' TEROK_BUILD_SOURCES='vendors'"));
+    assert!(out.contains("terok-installed-versions > /etc/terok/installed.env"));
     assert!(out.contains("/etc/bash.bashrc"));
     // gh's snippet was rendered with family=deb: its apt branch only.
     assert!(out.contains("githubcli-archive-keyring.gpg"));
@@ -134,9 +141,9 @@ fn l1_label_and_manifest_follow_the_selection() {
     let root_at = out.find("terok-claude-acp").unwrap();
     let user_at = out.find("USER dev\nWORKDIR /home/dev").unwrap();
     let npm_at = out
-        .find("npm install -g @agentclientprotocol/claude-agent-acp")
+        .find("npm install -g @agentclientprotocol/claude-agent-acp@")
         .unwrap();
-    assert!(root_at < user_at && user_at < npm_at);
+    assert!(npm_at < root_at && root_at < user_at);
 }
 
 #[test]
@@ -146,6 +153,7 @@ fn unknown_selected_names_are_skipped_not_rendered() {
         &roster(),
         "l0",
         Family::Rpm,
+        Sources::Vendors,
         &names(&["coderabbit"]),
     )
     .unwrap();
@@ -155,7 +163,13 @@ fn unknown_selected_names_are_skipped_not_rendered() {
 
 #[test]
 fn snippet_syntax_error_names_the_entry() {
-    let err = render_snippet("broken", "RUN {% if family %}", Family::Deb).unwrap_err();
+    let err = render_snippet(
+        "broken",
+        "RUN {% if family %}",
+        Family::Deb,
+        Sources::Vendors,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("broken"), "{err}");
 }
 
@@ -170,7 +184,15 @@ fn custom_templates_from_a_directory() {
     .unwrap();
     let t = Templates::from_dir(dir.path()).unwrap();
     assert_eq!(render_l0(&t, "x:1", Family::Deb).unwrap(), "FROM x:1\n");
-    let l1 = render_l1(&t, &roster(), "l0:1", Family::Deb, &names(&["gh"])).unwrap();
+    let l1 = render_l1(
+        &t,
+        &roster(),
+        "l0:1",
+        Family::Deb,
+        Sources::Vendors,
+        &names(&["gh"]),
+    )
+    .unwrap();
     assert_eq!(l1, "FROM l0:1\nLABEL ai.terok.agents=\"gh\"\n");
     assert!(Templates::from_dir(&dir.path().join("missing")).is_err());
 }
@@ -199,10 +221,120 @@ fn roster_snippets_render_for_both_families() {
     let r = roster();
     for (name, install) in r.installs() {
         for family in [Family::Deb, Family::Rpm] {
-            for snippet in [&install.run_as_root, &install.run_as_dev] {
-                let out = render_snippet(name, snippet, family).unwrap();
-                assert!(!out.contains("{%"), "{name}/{family}");
+            for sources in [Sources::Vendors, Sources::Registries] {
+                for snippet in [&install.run_as_root, &install.run_as_dev] {
+                    let out = render_snippet(name, snippet, family, sources).unwrap();
+                    assert!(!out.contains("{%"), "{name}/{family}/{sources}");
+                }
             }
+        }
+    }
+}
+
+/// Every address a registry-only build fetches from: URLs in the rendered L1 of every entry.
+fn fetched_hosts(dockerfile: &str) -> Vec<String> {
+    let mut hosts: Vec<String> = dockerfile
+        .match_indices("://")
+        .map(|(i, _)| {
+            let rest = &dockerfile[i + 3..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-')))
+                .unwrap_or(rest.len());
+            rest[..end].to_owned()
+        })
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+#[test]
+fn registry_only_builds_reach_nothing_but_the_registries() {
+    let r = roster();
+    let all: Vec<String> = r.installs().keys().cloned().collect();
+    for family in [Family::Deb, Family::Rpm] {
+        let out = render_l1(
+            &Templates::bundled(),
+            &r,
+            "l0",
+            family,
+            Sources::Registries,
+            &all,
+        )
+        .unwrap();
+        // The npm registry (overridable by NPM_CONFIG_REGISTRY) is the only host named.
+        assert_eq!(fetched_hosts(&out), ["registry.npmjs.org"], "{family}");
+        for vendor_route in [
+            "nodesource",
+            "install.sh",
+            "| bash",
+            "| sh",
+            "astral.sh",
+            "github.com/",
+        ] {
+            assert!(!out.contains(vendor_route), "{family}: {vendor_route}");
+        }
+        assert!(out.contains(&format!("\"node-linux-$ARCH\" {NODE_VERSION}")));
+        assert!(out.contains("--no-python-downloads"));
+        assert!(
+            out.contains("LABEL ai.terok.agents=")
+                && out.contains("ai.terok.sources=\"registries\"")
+        );
+    }
+    let vendors = render_l1(
+        &Templates::bundled(),
+        &r,
+        "l0",
+        Family::Deb,
+        Sources::Vendors,
+        &all,
+    )
+    .unwrap();
+    assert!(
+        vendors.contains("deb.nodesource.com") && vendors.contains("ai.terok.sources=\"vendors\"")
+    );
+}
+
+#[test]
+fn agents_are_installed_pinned_and_started_without_npx() {
+    let r = roster();
+    let all: Vec<String> = r.installs().keys().cloned().collect();
+    for sources in [Sources::Vendors, Sources::Registries] {
+        let out = render_l1(&Templates::bundled(), &r, "l0", Family::Deb, sources, &all).unwrap();
+        for line in out.lines().filter(|l| l.contains("npm install -g")) {
+            for package in line
+                .split("npm install -g")
+                .nth(1)
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .split_whitespace()
+            {
+                let version = package.rsplit_once('@');
+                assert!(
+                    matches!(version, Some((name, v)) if !name.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.')),
+                    "{sources}: {package} is not pinned"
+                );
+            }
+        }
+        for (line, package) in [
+            ("pipx install", "mistral-vibe=="),
+            ("uv tool install", "batrachian-toad=="),
+        ] {
+            assert!(
+                out.lines().any(|l| l.contains(line) && l.contains(package)),
+                "{sources}: {package}"
+            );
+        }
+    }
+    for (name, body) in crate::image::context::SCRIPTS {
+        if name.ends_with("-acp") {
+            let text = String::from_utf8_lossy(body);
+            assert!(
+                !text.contains("npx"),
+                "{name} starts its adapter through npx"
+            );
         }
     }
 }

@@ -29,6 +29,23 @@ RUN set -eux; \
     grep -q '^en_US.UTF-8 UTF-8' /etc/locale.gen || echo 'en_US.UTF-8 UTF-8' >> /etc/locale.gen; \
     locale-gen en_US.UTF-8
 
+# Extra certificate authorities (`build --ca-cert`), such as a company proxy's that inspects
+# TLS, join the system trust store; every tool in the image is pointed at that store, so
+# Node, pip, uv and Python's requests trust what the system trusts.
+COPY ca-certs/ /tmp/terok-ca-certs/
+RUN set -eux; \
+    for cert in /tmp/terok-ca-certs/*.crt; do \
+      [ -e "$cert" ] || continue; \
+      mkdir -p /usr/local/share/ca-certificates/terok; \
+      cp "$cert" /usr/local/share/ca-certificates/terok/; \
+    done; \
+    update-ca-certificates; \
+    rm -rf /tmp/terok-ca-certs
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+
 # The `dev` user is UID 1000: an existing UID-1000 account (ubuntu's
 # `ubuntu`, for example) is renamed, its subordinate ID ranges follow it.
 RUN set -eux; \

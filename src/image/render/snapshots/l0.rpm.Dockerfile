@@ -23,6 +23,22 @@ RUN dnf install -y --setopt=install_weak_deps=False \
       socat sudo ripgrep vim tmux tzdata \
     && dnf clean all
 
+# Extra certificate authorities (`build --ca-cert`), such as a company proxy's that inspects
+# TLS, join the system trust store; every tool in the image is pointed at that store, so
+# Node, pip, uv and Python's requests trust what the system trusts.
+COPY ca-certs/ /tmp/terok-ca-certs/
+RUN set -eux; \
+    for cert in /tmp/terok-ca-certs/*.crt; do \
+      [ -e "$cert" ] || continue; \
+      cp "$cert" /etc/pki/ca-trust/source/anchors/; \
+    done; \
+    update-ca-trust; \
+    rm -rf /tmp/terok-ca-certs
+ENV SSL_CERT_FILE=/etc/pki/tls/certs/ca-bundle.crt \
+    NODE_EXTRA_CA_CERTS=/etc/pki/tls/certs/ca-bundle.crt \
+    PIP_CERT=/etc/pki/tls/certs/ca-bundle.crt \
+    REQUESTS_CA_BUNDLE=/etc/pki/tls/certs/ca-bundle.crt
+
 # The `dev` user is UID 1000: an existing UID-1000 account (ubuntu's
 # `ubuntu`, for example) is renamed, its subordinate ID ranges follow it.
 RUN set -eux; \

@@ -1,6 +1,7 @@
 # L1: the agent image. Built on L0; installs the selected roster entries.
 #
-# Rendered by terok-executor (minijinja; variables: BASE_IMAGE, family,
+# Rendered by terok-executor (minijinja; variables: BASE_IMAGE, family, sources,
+# node_version, npm_version,
 # install_root_snippets, install_dev_snippets, installed_agents_csv,
 # agents_label, installed_env_path). The selection also names the image
 # (label `ai.terok.agents`) and the in-container manifest
@@ -41,6 +42,13 @@ RUN set -eux; \
     pip install --break-system-packages ast-grep-cli; \
     curl -LsSf https://astral.sh/uv/install.sh | env UV_INSTALL_DIR=/usr/local/bin sh
 
+# Global npm packages (the agents' adapters and CLIs) go to /usr/local, owned by root and
+# read-only at run time; per-user installs keep using the dev prefix below.
+ENV NPM_CONFIG_PREFIX=/usr/local \
+    NPM_CONFIG_UPDATE_NOTIFIER=false \
+    NPM_CONFIG_FUND=false \
+    NPM_CONFIG_AUDIT=false
+
 # Shell environment for login, interactive and non-interactive shells.
 # Debian's bash reads /etc/bash.bashrc, Fedora's /etc/bashrc.
 COPY scripts/terok-env.sh /etc/profile.d/terok-env.sh
@@ -71,6 +79,10 @@ RUN set -eux; \
 # --- Roster installs, root part ---
 
 RUN set -eux; \
+    npm install -g @agentclientprotocol/claude-agent-acp@0.101.0 @anthropic-ai/claude-code@2.1.332; \
+    npm cache clean --force; \
+    test -x "$(command -v claude-agent-acp)"; \
+    claude --version; \
     cp /tmp/terok-scripts/terok-claude-acp /usr/local/bin/terok-claude-acp; \
     chmod +x /usr/local/bin/terok-claude-acp; \
     mkdir -p /etc/claude-code && chown dev:dev /etc/claude-code
@@ -101,27 +113,19 @@ WORKDIR /home/dev
 RUN mkdir -p "$NPM_CONFIG_PREFIX" && npm config set prefix "$NPM_CONFIG_PREFIX"
 
 
-RUN set -eux; \
-    npm install -g @agentclientprotocol/claude-agent-acp; \
-    npm cache clean --force
-RUN curl -fsSL https://claude.ai/install.sh | bash
-RUN set -eux; \
-    set -- "$HOME/.npm-packages/lib/node_modules/@agentclientprotocol/claude-agent-acp/node_modules/@anthropic-ai/claude-agent-sdk-"*/; \
-    SDK_BIN_DIR="${1%/}"; \
-    test -d "$SDK_BIN_DIR"; \
-    test -x "$HOME/.local/bin/claude"; \
-    ln -sf "$HOME/.local/bin/claude" "$SDK_BIN_DIR/claude"
 
-
-
-# Drop the staged scripts and stamp the manifest.
+# Stamp the manifest: the selection, the sources, and every package version installed.
 USER root
-RUN rm -rf /tmp/terok-scripts && \
-    mkdir -p /etc/terok && \
-    printf 'TEROK_INSTALLED_AGENTS=%s\n' 'claude,gh' > /etc/terok/installed.env
+RUN set -eu; \
+    mkdir -p /etc/terok; \
+    TEROK_INSTALLED_AGENTS='claude,gh' TEROK_BUILD_SOURCES='vendors' \
+      sh /tmp/terok-scripts/terok-installed-versions > /etc/terok/installed.env; \
+    cat /etc/terok/installed.env; \
+    rm -rf /tmp/terok-scripts
 USER dev
 
-LABEL ai.terok.agents="claude,gh"
+LABEL ai.terok.agents="claude,gh" \
+      ai.terok.sources="vendors"
 
 WORKDIR /workspace
 # CMD is inherited from L0 (init-ssh-and-repo.sh).

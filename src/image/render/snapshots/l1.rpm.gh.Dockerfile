@@ -1,6 +1,7 @@
 # L1: the agent image. Built on L0; installs the selected roster entries.
 #
-# Rendered by terok-executor (minijinja; variables: BASE_IMAGE, family,
+# Rendered by terok-executor (minijinja; variables: BASE_IMAGE, family, sources,
+# node_version, npm_version,
 # install_root_snippets, install_dev_snippets, installed_agents_csv,
 # agents_label, installed_env_path). The selection also names the image
 # (label `ai.terok.agents`) and the in-container manifest
@@ -39,6 +40,13 @@ RUN set -eux; \
     chmod +x /usr/local/bin/yq; \
     pip install --break-system-packages ast-grep-cli; \
     curl -LsSf https://astral.sh/uv/install.sh | env UV_INSTALL_DIR=/usr/local/bin sh
+
+# Global npm packages (the agents' adapters and CLIs) go to /usr/local, owned by root and
+# read-only at run time; per-user installs keep using the dev prefix below.
+ENV NPM_CONFIG_PREFIX=/usr/local \
+    NPM_CONFIG_UPDATE_NOTIFIER=false \
+    NPM_CONFIG_FUND=false \
+    NPM_CONFIG_AUDIT=false
 
 # Shell environment for login, interactive and non-interactive shells.
 # Debian's bash reads /etc/bash.bashrc, Fedora's /etc/bashrc.
@@ -91,14 +99,18 @@ RUN mkdir -p "$NPM_CONFIG_PREFIX" && npm config set prefix "$NPM_CONFIG_PREFIX"
 
 
 
-# Drop the staged scripts and stamp the manifest.
+# Stamp the manifest: the selection, the sources, and every package version installed.
 USER root
-RUN rm -rf /tmp/terok-scripts && \
-    mkdir -p /etc/terok && \
-    printf 'TEROK_INSTALLED_AGENTS=%s\n' 'gh' > /etc/terok/installed.env
+RUN set -eu; \
+    mkdir -p /etc/terok; \
+    TEROK_INSTALLED_AGENTS='gh' TEROK_BUILD_SOURCES='vendors' \
+      sh /tmp/terok-scripts/terok-installed-versions > /etc/terok/installed.env; \
+    cat /etc/terok/installed.env; \
+    rm -rf /tmp/terok-scripts
 USER dev
 
-LABEL ai.terok.agents="gh"
+LABEL ai.terok.agents="gh" \
+      ai.terok.sources="vendors"
 
 WORKDIR /workspace
 # CMD is inherited from L0 (init-ssh-and-repo.sh).

@@ -1,0 +1,494 @@
+//! The product's own path, end to end, on real Podman: `build` makes L0 and L1 from a Debian base
+//! made locally (`.ci/debian-base.sh`: mmdebstrap + `podman import`) with registry-only sources
+//! and the real ACP adapters of claude and codex from npm; `run claude --acp` starts the
+//! container with the default hardening; an editor talks to the agents through `acp connect`;
+//! `stop` removes everything.
+//!
+//! The images stay in the private store between runs (a cache: a second run builds nothing);
+//! the containers and the derived test image are removed even when a step fails. Without Podman
+//! or the base image the test skips, except under CI, where it fails.
+//!
+//! One step needs an agent that reads a file on request, which no real agent does without a
+//! model: the container's image is the real L1 plus the fixture agent (`terok-fixture-acp`),
+//! added by a one-layer image built on top of it.
+
+mod common;
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use common::{picker_values, podman_env, Client, BIN, EDITOR_CAPS};
+
+const BASE: &str = "localhost/debian:trixie";
+/// A build on a fresh machine downloads the agents; later runs find the images.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(1200);
+/// Real agents start slowly (Node, the adapters' own start-up).
+const AGENT_PATIENCE: Duration = Duration::from_secs(120);
+
+struct World {
+    vars: HashMap<String, String>,
+    dir: tempfile::TempDir,
+    containers: Vec<String>,
+    images: Vec<String>,
+}
+
+impl World {
+    fn new() -> Option<World> {
+        let vars = podman_env()?.clone();
+        let exists = std::process::Command::new("podman")
+            .args(["image", "exists", BASE])
+            .envs(&vars)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !exists {
+            let reason = format!(
+                "no base image {BASE} in the private store: run `source .ci/podman-env.sh; \
+                 .ci/debian-base.sh` (which .ci/run does)"
+            );
+            if std::env::var_os("CI").is_some() {
+                panic!("{reason}");
+            }
+            eprintln!("skipping: {reason}");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("terok-real-")
+            .tempdir()
+            .unwrap();
+        // Rootful Podman maps no user: the container's dev user writes through the mode.
+        let workspace = dir.path().join("workspace");
+        std::fs::create_dir_all(&workspace).unwrap();
+        std::fs::set_permissions(&workspace, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::write(workspace.join("hello.txt"), "hello from the host\n").unwrap();
+        Some(World {
+            vars,
+            dir,
+            containers: Vec::new(),
+            images: Vec::new(),
+        })
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn cmd(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args(args)
+            .current_dir(self.path("workspace"))
+            .envs(&self.vars)
+            .env("TEROK_CONFIG_DIR", self.path("config"))
+            .env("TEROK_CONFIG_FILE", self.path("config/config.yml"))
+            .env("TEROK_ROOT", self.path("state"))
+            .env("TEROK_RUNTIME_DIR", self.path("run"))
+            .env_remove("RUST_LOG")
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn run(&self, args: &[&str], patience: Duration) -> (Option<i32>, String, String) {
+        let out = tokio::time::timeout(patience, self.cmd(args).stdin(Stdio::null()).output())
+            .await
+            .unwrap_or_else(|_| panic!("{args:?} took longer than {patience:?}"))
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn podman(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("podman")
+            .args(args)
+            .envs(&self.vars)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = self.podman(&["rm", "-f", "-v", "-t", "0", c]);
+        }
+        for image in &self.images {
+            let _ = self.podman(&["rmi", "-f", image]);
+        }
+    }
+}
+
+/// The machine's extra certificate authorities (a TLS-inspecting proxy's, where there is one):
+/// the build and the agents need them as the host does.
+fn ca_cert_args() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/usr/local/share/ca-certificates") else {
+        return Vec::new();
+    };
+    let mut certs: Vec<PathBuf> = dir
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+        .collect();
+    certs.sort();
+    certs
+        .iter()
+        .flat_map(|p| ["--ca-cert".to_owned(), p.display().to_string()])
+        .collect()
+}
+
+/// The real L1 plus the fixture agent, in one layer: `terok-fixture-acp` runs this very binary's
+/// `fixture-agent`.
+fn image_with_fixture(world: &mut World, l1: &str) -> String {
+    let ctx = world.path("fixture-image");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(BIN, ctx.join("terok-executor")).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        format!(
+            "FROM {l1}\nUSER root\nCOPY terok-executor /usr/local/bin/terok-executor\n\
+             RUN printf '#!/bin/sh\\nexec terok-executor fixture-agent --name fixture\\n' \
+             > /usr/local/bin/terok-fixture-acp && chmod 0755 /usr/local/bin/terok-fixture-acp\n\
+             USER dev\nLABEL ai.terok.agents=\"claude,codex,fixture\"\n"
+        ),
+    )
+    .unwrap();
+    let tag = format!("localhost/terok-real-fixture:{}", std::process::id());
+    world.images.push(tag.clone());
+    let out = world.podman(&["build", "-q", "-t", &tag, ctx.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "fixture image: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tag
+}
+
+fn podman_inside(world: &World, image: &str, script: &str) -> String {
+    let out = world.podman(&["run", "--rm", image, "sh", "-c", script]);
+    assert!(
+        out.status.success(),
+        "podman run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Processes of this machine whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(raw) = std::fs::read(entry.path().join("cmdline")) {
+            let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+            if line.contains(needle) {
+                found.push(format!("{}: {line}", name.to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+fn model_values(options: &Value) -> Vec<String> {
+    picker_values(options)
+}
+
+#[tokio::test]
+async fn real_adapters_in_a_hardened_container_serve_an_editor() {
+    let Some(mut world) = World::new() else {
+        return;
+    };
+
+    // build: L0 and L1 from the local Debian base, packages from the registries only.
+    let mut args = vec![
+        "build",
+        "--base",
+        BASE,
+        "--agents",
+        "claude,codex",
+        "--sources",
+        "registries",
+        "--plain",
+    ];
+    let certs = ca_cert_args();
+    args.extend(certs.iter().map(String::as_str));
+    let (code, stdout, stderr) = world.run(&args, BUILD_TIMEOUT).await;
+    assert_eq!(code, Some(0), "build failed:\n{stderr}");
+    let tags: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        tags,
+        [
+            "terok-l0:localhost-debian-trixie",
+            "terok-l1-cli:localhost-debian-trixie-claude-codex"
+        ]
+    );
+    let l1 = tags[1].to_owned();
+
+    // What the image carries: pinned adapters in /usr/local, recorded; Node from npm.
+    let inside = podman_inside(
+        &world,
+        &l1,
+        ". /etc/terok/installed.env; echo \"$TEROK_INSTALLED_AGENTS|$TEROK_BUILD_SOURCES|$TEROK_NODE_VERSION\"; \
+         echo \"$TEROK_NPM_PACKAGES\"; node --version; command -v claude-agent-acp; command -v codex-acp; \
+         grep -l npx /usr/local/bin/terok-*-acp || echo no-npx",
+    );
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines[0], "claude,codex|registries|22.23.3", "{inside}");
+    for pinned in [
+        "@agentclientprotocol/claude-agent-acp@0.101.0",
+        "@agentclientprotocol/codex-acp@2.6.0",
+        "@anthropic-ai/claude-code@2.1.332",
+        "@openai/codex@0.166.0",
+    ] {
+        assert!(
+            lines[1].split(' ').any(|p| p == pinned),
+            "{pinned}: {inside}"
+        );
+    }
+    assert_eq!(lines[2], "v22.23.3");
+    assert_eq!(
+        &lines[3..],
+        [
+            "/usr/local/bin/claude-agent-acp",
+            "/usr/local/bin/codex-acp",
+            "no-npx"
+        ]
+    );
+
+    // run --acp, hardened (the defaults), with a dummy API key for codex's own login.
+    let image = image_with_fixture(&mut world, &l1);
+    let name = format!("terok-real-{}", std::process::id());
+    world.containers.push(name.clone());
+    let (code, stdout, stderr) = world
+        .run(
+            &[
+                "run",
+                "claude",
+                ".",
+                "--acp",
+                "--image",
+                &image,
+                "--name",
+                &name,
+                "-e",
+                "CODEX_API_KEY=sk-terok-test-dummy",
+            ],
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(code, Some(0), "run failed:\n{stderr}");
+    assert_eq!(stdout.trim(), format!("terok-executor acp connect {name}"));
+    let hardening = world.podman(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.SecurityOpt}} {{.HostConfig.CapDrop}}",
+        &name,
+    ]);
+    let hardening = String::from_utf8_lossy(&hardening.stdout).into_owned();
+    assert!(hardening.starts_with("true "), "{hardening}");
+    assert!(hardening.contains("no-new-privileges"), "{hardening}");
+
+    // An editor through `acp connect`.
+    let mut bridge = world
+        .cmd(&["acp", "connect", &name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut editor = Client::over(bridge.stdout.take().unwrap(), bridge.stdin.take().unwrap());
+
+    // initialize lists codex's own login methods under its name.
+    let init = editor
+        .call(
+            "initialize",
+            json!({"protocolVersion": 1, "clientCapabilities": EDITOR_CAPS.clone(),
+                   "clientInfo": {"name": "e2e", "version": "1"}}),
+        )
+        .await;
+    let methods: Vec<&str> = init["authMethods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(methods.contains(&"codex:api-key"), "{init}");
+    assert!(methods.iter().all(|m| m.contains(':')), "{methods:?}");
+
+    // session/new offers claude's real models; codex waits for its login.
+    let workspace = world.path("workspace");
+    let id = editor
+        .request("session/new", json!({"cwd": workspace, "mcpServers": []}))
+        .await;
+    let new = editor
+        .wait_for_within("session/new", AGENT_PATIENCE, |v| v.get("id") == Some(&id))
+        .await;
+    let result = &new["result"];
+    let sid = result["sessionId"].as_str().expect("a session").to_owned();
+    let values = model_values(&result["configOptions"]);
+    assert!(
+        values.iter().filter(|v| v.starts_with("claude:")).count() >= 2,
+        "{values:?}"
+    );
+    assert!(
+        values.iter().any(|v| v.starts_with("fixture:")),
+        "{values:?}"
+    );
+    assert!(
+        !values.iter().any(|v| v.starts_with("codex:")),
+        "{values:?}"
+    );
+    assert!(
+        result["configOptions"][0]["currentValue"]
+            .as_str()
+            .unwrap()
+            .starts_with("claude:"),
+        "{result}"
+    );
+
+    // A prompt to claude, which has no credentials: claude's own error, as claude said it.
+    let id = editor
+        .request(
+            "session/prompt",
+            json!({"sessionId": sid, "prompt": [{"type": "text", "text": "hello"}]}),
+        )
+        .await;
+    let answer = editor
+        .wait_for_within("claude's answer", AGENT_PATIENCE, |v| {
+            v.get("id") == Some(&id)
+        })
+        .await;
+    assert_eq!(
+        answer["error"],
+        json!({"code": -32000, "message": "Authentication required"}),
+        "{answer}"
+    );
+
+    // codex's API-key login (the key from the container's environment) adds its models to the
+    // open session's picker.
+    let id = editor
+        .request("authenticate", json!({"methodId": "codex:api-key"}))
+        .await;
+    let login = editor
+        .wait_for_within("codex's login", AGENT_PATIENCE, |v| {
+            v.get("id") == Some(&id)
+        })
+        .await;
+    assert_eq!(login["result"], json!({}), "{login}");
+    let sid_value = json!(sid);
+    let update = editor
+        .wait_for_within("codex's models in the picker", AGENT_PATIENCE, |v| {
+            v["params"]["sessionId"] == sid_value
+                && v["params"]["update"]["sessionUpdate"] == "config_option_update"
+                && model_values(&v["params"]["update"]["configOptions"])
+                    .iter()
+                    .any(|m| m.starts_with("codex:"))
+        })
+        .await;
+    let values = model_values(&update["params"]["update"]["configOptions"]);
+    assert!(
+        values.iter().any(|v| v.starts_with("claude:")),
+        "{values:?}"
+    );
+
+    // An agent's fs/read_text_file reaches the editor with the host path of the workspace.
+    let picked = editor
+        .call(
+            "session/set_config_option",
+            json!({"sessionId": sid, "configId": "model", "value": "fixture:small"}),
+        )
+        .await;
+    assert_eq!(picked["configOptions"][0]["currentValue"], "fixture:small");
+    // The first prompt after a switch carries the conversation so far to the new agent.
+    let id = editor
+        .request(
+            "session/prompt",
+            json!({"sessionId": sid, "prompt": [{"type": "text", "text": "take over"}]}),
+        )
+        .await;
+    let handed = editor
+        .wait_for_within("the handover", AGENT_PATIENCE, |v| v.get("id") == Some(&id))
+        .await;
+    assert_eq!(handed["result"]["stopReason"], "end_turn", "{handed}");
+    let id = editor
+        .request(
+            "session/prompt",
+            json!({"sessionId": sid, "prompt": [{"type": "text", "text": "read /workspace/hello.txt"}]}),
+        )
+        .await;
+    let read = editor
+        .wait_for_within("the agent's read", AGENT_PATIENCE, |v| {
+            v["method"] == "fs/read_text_file"
+        })
+        .await;
+    let host_file = workspace.join("hello.txt");
+    assert_eq!(
+        read["params"]["path"].as_str(),
+        Some(host_file.to_str().unwrap()),
+        "{read}"
+    );
+    let content =
+        std::fs::read_to_string(Path::new(read["params"]["path"].as_str().unwrap())).unwrap();
+    editor
+        .send(&json!({"jsonrpc": "2.0", "id": read["id"], "result": {"content": content}}))
+        .await;
+    let said = editor
+        .wait_for_within("the agent's answer", AGENT_PATIENCE, |v| {
+            v["params"]["update"]["content"]["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("read: "))
+        })
+        .await;
+    assert_eq!(
+        said["params"]["update"]["content"]["text"],
+        "read: hello from the host\n"
+    );
+    let done = editor
+        .wait_for_within("the prompt's end", AGENT_PATIENCE, |v| {
+            v.get("id") == Some(&id)
+        })
+        .await;
+    assert_eq!(done["result"]["stopReason"], "end_turn", "{done}");
+    drop(editor);
+    let _ = bridge.kill().await;
+
+    // stop: no container, no daemon, no agent process. The agents' host pids are taken from
+    // the container before it goes.
+    let top = world.podman(&["top", &name, "hpid", "args"]);
+    let top = String::from_utf8_lossy(&top.stdout).into_owned();
+    let agent_pids: Vec<String> = top
+        .lines()
+        .filter(|l| l.contains("acp") || l.contains("fixture-agent"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    assert!(
+        agent_pids.len() >= 3,
+        "claude, codex and the fixture run: {top}"
+    );
+    let daemon = format!("acp --runtime podman {name} ");
+    assert_eq!(
+        processes_with(&daemon).len(),
+        1,
+        "the daemon runs before the stop"
+    );
+    let (code, _, stderr) = world.run(&["stop", &name], Duration::from_secs(120)).await;
+    assert_eq!(code, Some(0), "stop failed:\n{stderr}");
+    let gone = world.podman(&["container", "exists", &name]);
+    assert_eq!(gone.status.code(), Some(1), "the container is still there");
+    let socket = world.path(&format!("run/acp/{name}.sock"));
+    common::eventually("the daemon and the agents to end", || {
+        processes_with(&daemon).is_empty()
+            && !socket.exists()
+            && agent_pids
+                .iter()
+                .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    })
+    .await;
+}
