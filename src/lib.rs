@@ -15,7 +15,8 @@
 //!     session map and transcripts a restarted daemon reopens sessions from.
 //!   - [`acp::server`], [`acp::daemon`]: state shared by a daemon's connections; the socket
 //!     lifecycle around them.
-//! - [`image`]: the L0/L1 agent images: tags, Dockerfile templates, build context, build.
+//! - [`image`]: the L0/L1 agent images: tags, package sources, Dockerfile templates, build
+//!   context, build.
 //! - [`container`]: hardened agent containers: `run`, `list`, `stop`.
 //! - [`launcher`]: agent roster, vault files and container environment assembly.
 //! - [`cli`], [`demo`], [`logging`]: the command line, the embedded demo, stderr logging.
