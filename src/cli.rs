@@ -34,6 +34,8 @@ pub enum Command {
     Agents(crate::launcher::cli::AgentsArgs),
     /// Manage the vault's host-side files (routes, credential leak scan).
     Vault(crate::launcher::cli::VaultArgs),
+    /// Store an agent's API key in the vault, list what it holds, or log out.
+    Auth(crate::launcher::auth::AuthArgs),
     /// Build the L0 and L1 agent images (skipped when they exist, unless --rebuild).
     Build(crate::image::cli::BuildArgs),
     /// Run an agent in a hardened container (headless with -p, interactive, or with --acp).
@@ -126,6 +128,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::launcher::cli::run_agents(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Vault(args) => crate::launcher::cli::run_vault(&args).map(|()| ExitCode::SUCCESS),
+        Command::Auth(args) => crate::launcher::auth::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Build(args) => tokio_runtime()?
             .block_on(crate::image::cli::run_build(args))
             .map(|()| ExitCode::SUCCESS),

@@ -159,7 +159,9 @@ fn vault_routes_writes_the_route_table_with_mode_0600() {
     );
     let routes: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(routes["glab"]["auth_header"], "PRIVATE-TOKEN");
+    // Keyed by vault provider, as terok-sandbox's broker looks routes up.
+    assert_eq!(routes["gitlab"]["auth_header"], "PRIVATE-TOKEN");
+    assert_eq!(routes["anthropic"]["auth_header"], "dynamic");
     assert_eq!(routes.as_object().unwrap().len(), 10);
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,

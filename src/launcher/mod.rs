@@ -5,11 +5,14 @@
 //! - [`roster`]: agent definitions (bundled YAML plus user overrides), strict
 //!   schema, projections.
 //! - [`vault`]: the vault's host-side files: `routes.json`, the shared-config
-//!   patches that point agents at the vault, and the credential-leak scan.
+//!   patches that point agents at the vault, the credential-leak scan, and
+//!   terok-sandbox's credential database.
 //! - [`env`]: the container environment and volumes for one launch.
 //! - [`paths`]: where configuration and state live on the host.
+//! - [`auth`]: the `auth` subcommand: credentials into the vault, status, logout.
 //! - [`cli`]: the `agents` and `vault` subcommands.
 
+pub mod auth;
 pub mod cli;
 pub mod env;
 pub mod paths;

@@ -6,12 +6,18 @@
 //! - [`safe_io`]: symlink-safe file access inside shared directories.
 //! - [`leak_scan`]: finding real credentials left in shared mounts.
 //! - [`location`]: the vault's container-side addresses.
+//! - [`db`]: terok-sandbox's encrypted credential database (credentials, phantom tokens).
+//! - [`passphrase`]: the headless tiers of the passphrase chain that opens it.
+//! - [`providers`]: which vault provider holds each roster entry's credential.
 
+pub mod db;
 pub mod error;
 pub mod leak_scan;
 pub mod location;
 pub mod managed;
+pub mod passphrase;
 pub mod patch;
+pub mod providers;
 pub mod routes;
 pub mod safe_io;
 pub mod toml_patch;

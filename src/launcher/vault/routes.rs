@@ -31,6 +31,12 @@ pub struct RouteEntry {
 /// Why routes could not be generated or written.
 #[derive(Debug, thiserror::Error)]
 pub enum RoutesError {
+    #[error("roster entries {first} and {second} both route the vault provider {provider}")]
+    DuplicateProvider {
+        provider: String,
+        first: String,
+        second: String,
+    },
     #[error("duplicate route prefix '{prefix}': providers '{first}' and '{second}'")]
     DuplicatePrefix {
         prefix: String,
@@ -45,10 +51,13 @@ pub enum RoutesError {
     },
 }
 
-/// The route table, keyed by provider name in name order.
+/// The route table, keyed by vault provider (terok-sandbox's names since its schema 3:
+/// `anthropic` for claude, `openai` for codex, ...; the broker picks a route by the provider of
+/// the token's credential), in name order.
 pub fn route_table(roster: &Roster) -> Result<IndexMap<String, RouteEntry>, RoutesError> {
     let mut owners: IndexMap<&str, &str> = IndexMap::new();
     let mut table = IndexMap::new();
+    let mut providers: IndexMap<String, &str> = IndexMap::new();
     for (name, route) in roster.vault_routes() {
         if let Some(first) = owners.get(route.route_prefix.as_str()) {
             return Err(RoutesError::DuplicatePrefix {
@@ -58,8 +67,16 @@ pub fn route_table(roster: &Roster) -> Result<IndexMap<String, RouteEntry>, Rout
             });
         }
         owners.insert(&route.route_prefix, name);
+        let provider = super::providers::provider_of(name).to_owned();
+        if let Some(first) = providers.insert(provider.clone(), name) {
+            return Err(RoutesError::DuplicateProvider {
+                provider,
+                first: first.to_owned(),
+                second: name.clone(),
+            });
+        }
         table.insert(
-            name.clone(),
+            provider,
             RouteEntry {
                 upstream: route.upstream.clone(),
                 auth_header: route.auth_header.clone(),
@@ -70,6 +87,7 @@ pub fn route_table(roster: &Roster) -> Result<IndexMap<String, RouteEntry>, Rout
             },
         );
     }
+    table.sort_keys();
     Ok(table)
 }
 
@@ -113,20 +131,20 @@ mod tests {
         let parsed: Value = serde_json::from_str(&text).unwrap();
         let expected = json!({
             "blablador": {"upstream": "https://api.helmholtz-blablador.fz-juelich.de", "auth_header": "Authorization", "auth_prefix": "Bearer "},
-            "claude": {"upstream": "https://api.anthropic.com", "auth_header": "dynamic", "auth_prefix": "",
+            "anthropic": {"upstream": "https://api.anthropic.com", "auth_header": "dynamic", "auth_prefix": "",
                        "oauth_extra_headers": {"anthropic-beta": "oauth-2025-04-20"},
                        "oauth_refresh": {"token_url": "https://platform.claude.com/v1/oauth/token", "client_id": "9d1c250a-e61b-44d9-88ed-5944d1962f5e",
                                          "scope": "user:profile user:inference user:sessions:claude_code user:mcp_servers user:file_upload"}},
             "coderabbit": {"upstream": "https://app.coderabbit.ai", "auth_header": "Authorization", "auth_prefix": "Bearer "},
-            "codex": {"upstream": "https://api.openai.com", "auth_header": "Authorization", "auth_prefix": "Bearer ",
+            "openai": {"upstream": "https://api.openai.com", "auth_header": "Authorization", "auth_prefix": "Bearer ",
                       "path_upstreams": {"/backend-api/": "https://chatgpt.com"},
                       "oauth_refresh": {"token_url": "https://auth.openai.com/oauth/token", "client_id": "app_EMoamEEZ73f0CkXaXp7hrann"}},
-            "gh": {"upstream": "https://api.github.com", "auth_header": "Authorization", "auth_prefix": "token "},
-            "glab": {"upstream": "https://gitlab.com", "auth_header": "PRIVATE-TOKEN", "auth_prefix": ""},
+            "github": {"upstream": "https://api.github.com", "auth_header": "Authorization", "auth_prefix": "token "},
+            "gitlab": {"upstream": "https://gitlab.com", "auth_header": "PRIVATE-TOKEN", "auth_prefix": ""},
             "kisski": {"upstream": "https://chat-ai.academiccloud.de", "auth_header": "Authorization", "auth_prefix": "Bearer "},
             "openrouter": {"upstream": "https://openrouter.ai", "auth_header": "Authorization", "auth_prefix": "Bearer "},
-            "sonar": {"upstream": "https://sonarcloud.io", "auth_header": "Authorization", "auth_prefix": "Bearer "},
-            "vibe": {"upstream": "https://api.mistral.ai", "auth_header": "Authorization", "auth_prefix": "Bearer "}
+            "sonarcloud": {"upstream": "https://sonarcloud.io", "auth_header": "Authorization", "auth_prefix": "Bearer "},
+            "mistral": {"upstream": "https://api.mistral.ai", "auth_header": "Authorization", "auth_prefix": "Bearer "}
         });
         assert_eq!(parsed, expected);
     }
@@ -135,17 +153,18 @@ mod tests {
     fn keys_and_fields_are_in_contract_order() {
         let text = routes_json(&load_roster(None).unwrap()).unwrap();
         let names: Vec<usize> = [
+            "\"anthropic\"",
             "\"blablador\"",
-            "\"claude\"",
             "\"coderabbit\"",
-            "\"codex\"",
-            "\"vibe\"",
+            "\"mistral\"",
+            "\"openai\"",
         ]
         .iter()
         .map(|n| text.find(n).unwrap())
         .collect();
         assert!(names.windows(2).all(|w| w[0] < w[1]));
-        let claude = &text[text.find("\"claude\"").unwrap()..text.find("\"coderabbit\"").unwrap()];
+        let claude =
+            &text[text.find("\"anthropic\"").unwrap()..text.find("\"blablador\"").unwrap()];
         let order: Vec<usize> = [
             "upstream",
             "auth_header",
@@ -157,7 +176,7 @@ mod tests {
         .map(|f| claude.find(f).unwrap())
         .collect();
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{claude}");
-        assert!(text.starts_with("{\n  \"blablador\": {\n    \"upstream\""));
+        assert!(text.starts_with("{\n  \"anthropic\": {\n    \"upstream\""));
         assert!(text.ends_with("}\n"));
     }
 
