@@ -451,3 +451,68 @@ async fn run_headless_acp_list_and_stop_with_hardening() {
     })
     .await;
 }
+
+/// With a vault that holds a credential, `run` gives the container a phantom token (never the
+/// key, never printed) and `stop` revokes it. The vault is terok-sandbox's own (its Python, as
+/// in `tests/vault.rs`).
+#[tokio::test]
+async fn run_mints_vault_tokens_and_stop_revokes_them() {
+    let python = match std::env::var_os("TEROK_TEST_SANDBOX_PY") {
+        Some(p) => PathBuf::from(p),
+        None if std::env::var_os("CI").is_some() => panic!("TEROK_TEST_SANDBOX_PY is not set"),
+        None => return eprintln!("skipping: TEROK_TEST_SANDBOX_PY is not set"),
+    };
+    let Some(mut world) = World::new("vault") else {
+        return;
+    };
+    with_timeout(async {
+        std::fs::create_dir_all(world.path("state/vault")).unwrap();
+        std::fs::write(
+            world.path("config/config.yml"),
+            "credentials:\n  use_keyring: false\n  passphrase_command: \"printf launch-pass\"\n",
+        )
+        .unwrap();
+        let (config_file, vault_dir) = (world.path("config/config.yml"), world.path("state/vault"));
+        let py = |code: &str| {
+            let out = std::process::Command::new(&python)
+                .arg("-c")
+                .arg(format!("import json\nfrom terok_sandbox import SandboxConfig\ndb = SandboxConfig().open_credential_db()\n{code}\ndb.close()"))
+                .env("TEROK_CONFIG_FILE", &config_file)
+                .env("TEROK_VAULT_DIR", &vault_dir)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        py("db.store_credential('default', 'anthropic', {'type': 'api_key', 'key': 'sk-real-never-inside'})");
+
+        let out = world.build(&[]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let base = world.base.clone();
+        let name = format!("tx-vault-{}", std::process::id());
+        world.containers.push(name.clone());
+        let out = world
+            .run(&[
+                "run", "probe", ".", "--base", &base, "--name", &name, "-p",
+                "echo key=$ANTHROPIC_API_KEY; echo url=$ANTHROPIC_BASE_URL; env | grep -c sk-real || true",
+            ])
+            .await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        let token = lines[0].strip_prefix("key=").unwrap();
+        assert!(token.starts_with("terok-p-") && token.len() == 40, "{lines:?}");
+        assert_eq!(lines[1], "url=http://localhost:9419");
+        assert_eq!(lines[2], "0", "the real key is nowhere in the container");
+        assert!(!out.stderr.contains(token), "{}", out.stderr);
+        assert!(out.stderr.contains("vault tokens for: anthropic"), "{}", out.stderr);
+        let row = py(&format!("print(json.dumps(db.lookup_token('{token}')))"));
+        let row: serde_json::Value = serde_json::from_str(&row).unwrap();
+        assert_eq!(row["subject"], name.as_str());
+        assert_eq!(row["provider"], "anthropic");
+
+        let out = world.run(&["stop", &name]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert_eq!(py(&format!("print(json.dumps(db.lookup_token('{token}')))")), "null");
+    })
+    .await;
+}

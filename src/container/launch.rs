@@ -103,6 +103,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut spec = ContainerEnvSpec::new(&task_id, &agent.name, &workspace, &paths.mounts_dir);
     spec.timezone = detect_host_timezone();
     spec.agent_config_dir = Some(config_dir.clone());
+    spec.vault_env = super::credentials::launch_env(&roster, &paths, &name)?;
     let env = assemble_container_env(&spec, &roster)?;
     let report = prepare_host(&env.prepare, &roster, || {
         resolve_vault_location(&LayeredConfig::load(&paths.config_files))
@@ -143,7 +144,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         volumes: env.volumes,
         hardening,
     };
-    start(&docker, &launch).await?;
+    if let Err(e) = start(&docker, &launch).await {
+        super::credentials::revoke(&paths, &name);
+        return Err(e);
+    }
     eprintln!("started {name} ({} on {})", agent.name, launch.image);
 
     match mode {

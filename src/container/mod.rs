@@ -6,9 +6,11 @@
 //! - [`launch`]: `run` (images, environment, host preparation, start, modes).
 //! - [`manage`]: `list` and `stop`, by label.
 //! - [`ownership`]: the mount directories given to the container user under rootful Podman.
+//! - [`credentials`]: a launch's vault tokens, minted and revoked.
 //! - [`cli`]: the clap arguments.
 
 pub mod cli;
+pub mod credentials;
 pub mod hardening;
 pub mod launch;
 pub mod manage;
@@ -37,7 +39,10 @@ pub async fn run_stop(args: cli::StopArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for name in &args.names {
         match manage::stop(&docker, name).await {
-            Ok(()) => println!("{name}"),
+            Ok(()) => {
+                credentials::revoke(&crate::launcher::paths::HostPaths::from_env(), name);
+                println!("{name}");
+            }
             Err(e) => {
                 eprintln!("terok-executor: {e:#}");
                 failed = true;

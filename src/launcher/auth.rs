@@ -16,8 +16,7 @@ use serde_json::{json, Value};
 
 use super::paths::{HostPaths, LayeredConfig};
 use super::roster::{CredentialType, Roster};
-use super::vault::db::{CredentialDb, DB_FILE, DEFAULT_SET};
-use super::vault::passphrase::{resolve, Sources};
+use super::vault::db::{CredentialDb, DEFAULT_SET};
 use super::vault::providers::{entries_of, provider_of};
 use super::vault::{resolve_vault_location, write_vault_config};
 
@@ -44,13 +43,8 @@ pub struct AuthArgs {
     pub json: bool,
 }
 
-/// Opens the vault the environment names, with the first passphrase tier that has one.
-pub fn open_vault(paths: &HostPaths) -> anyhow::Result<CredentialDb> {
-    let db = paths.vault_dir.join(DB_FILE);
-    let config = LayeredConfig::load(&paths.config_files);
-    let (passphrase, tier) = resolve(&db, &Sources::from_env(&config))?;
-    tracing::debug!(tier = tier.as_str(), "vault passphrase found");
-    Ok(CredentialDb::open(&db, &passphrase)?)
+fn open_vault(paths: &HostPaths) -> anyhow::Result<CredentialDb> {
+    Ok(CredentialDb::open_host(paths)?)
 }
 
 /// The stored form of a key for an entry with credential type `kind`.

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 
+use super::passphrase::{resolve, PassphraseError, Sources};
+use crate::launcher::paths::{HostPaths, LayeredConfig};
+
 /// The schema version (`PRAGMA user_version`) of terok-sandbox 0.6.0 that this module speaks.
 pub const SUPPORTED_SCHEMA: i64 = 4;
 /// The file name of the database inside the vault directory.
@@ -38,6 +41,8 @@ pub enum DbError {
     Schema { path: PathBuf, found: i64 },
     #[error("the stored credential for {provider} in set {set} is not valid JSON")]
     BadRecord { set: String, provider: String },
+    #[error(transparent)]
+    Passphrase(#[from] PassphraseError),
     #[error("cannot read a random token: {0}")]
     Random(std::io::Error),
     #[error("vault database {}: {source}", path.display())]
@@ -72,6 +77,18 @@ pub struct TokenRow {
 }
 
 impl CredentialDb {
+    /// The vault these host paths name, opened with the first passphrase tier that has one.
+    pub fn open_host(paths: &HostPaths) -> Result<CredentialDb, DbError> {
+        let db = paths.vault_dir.join(DB_FILE);
+        if !db.is_file() {
+            return Err(DbError::Missing(db));
+        }
+        let config = LayeredConfig::load(&paths.config_files);
+        let (passphrase, tier) = resolve(&db, &Sources::from_env(&config))?;
+        tracing::debug!(tier = tier.as_str(), "vault passphrase found");
+        CredentialDb::open(&db, &passphrase)
+    }
+
     /// Opens the database at `path` with `passphrase`. The file must exist (this never creates a
     /// vault), the passphrase must open it and its schema must be [`SUPPORTED_SCHEMA`].
     pub fn open(path: &Path, passphrase: &str) -> Result<CredentialDb, DbError> {
@@ -259,7 +276,7 @@ fn new_token() -> Result<String, DbError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A database with terok-sandbox's tables, made the way SQLCipher makes one.

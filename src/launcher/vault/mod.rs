@@ -9,6 +9,7 @@
 //! - [`db`]: terok-sandbox's encrypted credential database (credentials, phantom tokens).
 //! - [`passphrase`]: the headless tiers of the passphrase chain that opens it.
 //! - [`providers`]: which vault provider holds each roster entry's credential.
+//! - [`tokens`]: a launch's phantom tokens and the variables that carry them; revocation.
 
 pub mod db;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod patch;
 pub mod providers;
 pub mod routes;
 pub mod safe_io;
+pub mod tokens;
 pub mod toml_patch;
 pub mod yaml_patch;
 
