@@ -336,15 +336,9 @@ terok_podman_stop() {
 # DIR (default $TEROK_PODMAN_DIR), stop its service, unmount the overlay bind
 # mount that podman leaves in graphroot and delete DIR.
 terok_podman_teardown() {
-    local dir=${1:-${TEROK_PODMAN_DIR:-/tmp/terok-podman}} pid m
+    local dir=${1:-${TEROK_PODMAN_DIR:-/tmp/terok-podman}} m
     [ -f "$dir/containers.conf" ] || return 0
-    CONTAINERS_CONF="$dir/containers.conf" CONTAINERS_STORAGE_CONF="$dir/storage.conf" \
-        _terok_podman_local rm -fa -t 0 >/dev/null 2>&1 || true
-    pid=$(cat "$dir/service.pid" 2>/dev/null || true)
-    if [ -n "$pid" ] && _terok_podman_is_service "$pid"; then
-        kill "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    fi
+    terok_podman_stop "$dir"
     for m in $( (grep -o " $dir/graphroot/[^ ]*" /proc/self/mounts || true) | sort -r); do
         umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
     done
