@@ -241,6 +241,40 @@ async fn build_from_a_local_base_labels_the_image_and_writes_the_manifest() {
         assert_eq!(again.code, Some(0), "{again:?}");
         assert!(again.stderr.contains("images exist"), "{}", again.stderr);
         assert!(!again.stderr.contains("STEP"));
+
+        // Changed templates make the images out of date: both are built again, and labelled
+        // with the new context's fingerprint.
+        let before = labels["ai.terok.context"].clone();
+        assert_eq!(before.len(), 64, "{labels:?}");
+        let changed = world.path("templates");
+        std::fs::create_dir_all(&changed).unwrap();
+        let templates = repo().join("tests/fixtures/images/templates");
+        for file in ["l0.dev.Dockerfile.template", "l1.agent-cli.Dockerfile.template"] {
+            std::fs::copy(templates.join(file), changed.join(file)).unwrap();
+        }
+        let l0_template = changed.join("l0.dev.Dockerfile.template");
+        let mut text = std::fs::read_to_string(&l0_template).unwrap();
+        text.push_str("\n# changed\n");
+        std::fs::write(&l0_template, text).unwrap();
+        let base = world.base.clone();
+        let rebuilt = world
+            .run(&[
+                "build", "--base", &base, "--family", "deb", "--agents", "probe", "--plain",
+                "--templates", changed.to_str().unwrap(),
+            ])
+            .await;
+        assert_eq!(rebuilt.code, Some(0), "{rebuilt:?}");
+        for tag in &tags {
+            assert!(
+                rebuilt.stderr.contains(&format!("{tag} was built from other scripts or templates")),
+                "{}",
+                rebuilt.stderr
+            );
+        }
+        let l1 = docker.inspect_image(tags[1]).await.unwrap();
+        let after = &l1.config.unwrap().labels.unwrap()["ai.terok.context"];
+        assert_eq!(after.len(), 64);
+        assert_ne!(*after, before);
     })
     .await;
 }

@@ -100,8 +100,31 @@ pub async fn image_exists(docker: &Docker, image: &str) -> Result<bool, bollard:
     }
 }
 
-/// Makes sure the L0 and L1 images of `req` exist, building what is missing (everything, with
-/// `rebuild`). Progress goes to stderr.
+/// The label holding the fingerprint of the build context an image was built from: an image
+/// whose scripts or templates changed since is built again.
+pub const LABEL_CONTEXT: &str = "ai.terok.context";
+
+/// The [`LABEL_CONTEXT`] of `image`: `None` when there is no such image, `Some("")` when it
+/// carries no such label.
+async fn context_label(
+    docker: &Docker,
+    image: &str,
+) -> Result<Option<String>, bollard::errors::Error> {
+    match docker.inspect_image(image).await {
+        Ok(inspect) => Ok(Some(
+            inspect
+                .config
+                .and_then(|c| c.labels)
+                .and_then(|mut l| l.remove(LABEL_CONTEXT))
+                .unwrap_or_default(),
+        )),
+        Err(e) if crate::podman::is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes sure the L0 and L1 images of `req` exist and were built from the current context,
+/// building what is missing or out of date (everything, with `rebuild`). Progress goes to stderr.
 pub async fn ensure_images(
     docker: &Docker,
     roster: &Roster,
@@ -115,9 +138,32 @@ pub async fn ensure_images(
         let tag = tag.to_owned();
         move |source| BuildError::Api { tag, source }
     };
-    let have_l0 = image_exists(docker, &l0).await.map_err(api(&l0))?;
-    let have_l1 = image_exists(docker, &l1).await.map_err(api(&l1))?;
-    if have_l0 && have_l1 && !req.rebuild {
+    let l0_label = context_label(docker, &l0).await.map_err(api(&l0))?;
+    let l1_label = context_label(docker, &l1).await.map_err(api(&l1))?;
+    let family = match detect_family(&base, req.family.as_deref()) {
+        Ok(family) => family,
+        // Images that exist serve a base whose family is not known here.
+        Err(_) if l0_label.is_some() && l1_label.is_some() && !req.rebuild => {
+            return Ok(ImageSet {
+                l0,
+                l1,
+                agents,
+                built: false,
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let l0_file = render_l0(&req.templates, &base, family)?;
+    let l1_file = render_l1(&req.templates, roster, &l0, family, req.sources, &agents)?;
+    let mut ctx = Context::standard(&l0_file, &l1_file, &help_fragments(roster, &agents));
+    ctx.add_ca_certs(&req.ca_certs);
+    // What each image was built from: L0 from everything but L1's Dockerfile, L1 from all.
+    let l0_print = ctx.fingerprint(&[L1_DOCKERFILE]);
+    let l1_print = ctx.fingerprint(&[]);
+    let current = |label: &Option<String>, print: &str| label.as_deref() == Some(print);
+    let have_l0 = current(&l0_label, &l0_print);
+    let have_l1 = have_l0 && current(&l1_label, &l1_print);
+    if have_l1 && !req.rebuild {
         return Ok(ImageSet {
             l0,
             l1,
@@ -125,12 +171,11 @@ pub async fn ensure_images(
             built: false,
         });
     }
-
-    let family = detect_family(&base, req.family.as_deref())?;
-    let l0_file = render_l0(&req.templates, &base, family)?;
-    let l1_file = render_l1(&req.templates, roster, &l0, family, req.sources, &agents)?;
-    let mut ctx = Context::standard(&l0_file, &l1_file, &help_fragments(roster, &agents));
-    ctx.add_ca_certs(&req.ca_certs);
+    for (tag, label, fresh) in [(&l0, &l0_label, have_l0), (&l1, &l1_label, have_l1)] {
+        if label.is_some() && !fresh && !req.rebuild {
+            eprintln!("{tag} was built from other scripts or templates: building it again");
+        }
+    }
     let missing = missing_scripts(&l1_file, &ctx);
     if !missing.is_empty() {
         return Err(BuildError::MissingScripts {
@@ -153,6 +198,7 @@ pub async fn ensure_images(
             dockerfile: L0_DOCKERFILE,
             tag: &l0,
             args,
+            fingerprint: &l0_print,
         };
         stage
             .build_retrying(docker, &archive, req.rebuild, display)
@@ -171,6 +217,7 @@ pub async fn ensure_images(
         dockerfile: L1_DOCKERFILE,
         tag: &l1,
         args,
+        fingerprint: &l1_print,
     };
     stage
         .build_retrying(docker, &archive, req.rebuild, display)
@@ -220,12 +267,14 @@ pub fn local_name(name: &str) -> String {
 /// How often the status line is redrawn while the builder is quiet.
 const TICK: Duration = Duration::from_millis(500);
 
-/// One image of a build: which Dockerfile of the context, which tag, which build arguments.
+/// One image of a build: which Dockerfile of the context, which tag, which build arguments,
+/// and the context's fingerprint for the image's [`LABEL_CONTEXT`].
 struct Stage<'a> {
     name: &'static str,
     dockerfile: &'static str,
     tag: &'a str,
     args: HashMap<String, String>,
+    fingerprint: &'a str,
 }
 
 impl Stage<'_> {
@@ -262,10 +311,12 @@ impl Stage<'_> {
         display: Display,
     ) -> Result<(), BuildError> {
         let (dockerfile, tag, args, stage) = (self.dockerfile, self.tag, &self.args, self.name);
+        let labels = HashMap::from([(LABEL_CONTEXT.to_owned(), self.fingerprint.to_owned())]);
         let options = BuildImageOptionsBuilder::default()
             .dockerfile(dockerfile)
             .t(&local_name(tag))
             .buildargs(args)
+            .labels(&labels)
             .nocache(no_cache)
             .rm(true)
             .forcerm(true)

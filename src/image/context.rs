@@ -150,6 +150,27 @@ impl Context {
         self.files.iter().map(|(p, _, _)| p.as_str())
     }
 
+    /// A digest of every file but those in `skip` (path, mode and content, in path order): what
+    /// a build from this context depends on.
+    pub fn fingerprint(&self, skip: &[&str]) -> String {
+        use sha2::Digest as _;
+        let mut files: Vec<&(String, Vec<u8>, u32)> = self
+            .files
+            .iter()
+            .filter(|(p, _, _)| !skip.contains(&p.as_str()))
+            .collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut hash = sha2::Sha256::new();
+        for (path, body, mode) in files {
+            hash.update((path.len() as u64).to_le_bytes());
+            hash.update(path.as_bytes());
+            hash.update(mode.to_le_bytes());
+            hash.update((body.len() as u64).to_le_bytes());
+            hash.update(body);
+        }
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The archive: sorted paths, owner 0:0, mtime 0.
     pub fn to_tar(&self) -> std::io::Result<Vec<u8>> {
         let mut files: Vec<&(String, Vec<u8>, u32)> = self.files.iter().collect();
@@ -187,6 +208,31 @@ pub fn missing_scripts(dockerfile: &str, ctx: &Context) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprints_follow_content_and_ignore_order_and_skipped_files() {
+        let ctx = Context::standard("FROM a", "FROM b", &[]);
+        let l0 = ctx.fingerprint(&[L1_DOCKERFILE]);
+        assert_eq!(l0.len(), 64);
+        let other_l1 = Context::standard("FROM a", "FROM c", &[]);
+        assert_eq!(
+            other_l1.fingerprint(&[L1_DOCKERFILE]),
+            l0,
+            "L1's file is not L0's"
+        );
+        assert_ne!(other_l1.fingerprint(&[]), ctx.fingerprint(&[]));
+        let mut script = ctx.clone();
+        script.add("scripts/ensure-bridges.sh", b"echo changed".to_vec(), 0o755);
+        assert_ne!(script.fingerprint(&[L1_DOCKERFILE]), l0);
+        let mut mode = ctx.clone();
+        mode.add("tmux/container-tmux.conf", TMUX_CONF.to_vec(), 0o600);
+        assert_ne!(mode.fingerprint(&[L1_DOCKERFILE]), l0);
+        let mut reordered = Context::default();
+        for (path, body, m) in ctx.files.iter().rev() {
+            reordered.add(path, body.clone(), *m);
+        }
+        assert_eq!(reordered.fingerprint(&[L1_DOCKERFILE]), l0);
+    }
 
     fn entries(tar_bytes: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
         let mut archive = tar::Archive::new(tar_bytes);
