@@ -101,8 +101,13 @@ pub enum AcpCommand {
         runtime: RuntimeKind,
         /// The container (for `local`: the directory holding the wrappers).
         container: String,
-        /// Extra arguments are refused: an editor re-running the command for terminal login.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        /// `vault-login <AGENT>`: store the agent's API key in the host's vault and tell the
+        /// daemon, instead of bridging (what an editor's terminal login runs).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "LOGIN"
+        )]
         extra: Vec<String>,
     },
 }
@@ -162,9 +167,31 @@ async fn run_acp(args: AcpArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("usage: terok-executor acp [--runtime podman|local] <CONTAINER> <SOCKET>");
     };
     let runtime = make_runtime(args.runtime, &container).await?;
-    match daemon::run(runtime, &socket, ProxyConfig::from_env()).await? {
+    let mut config = ProxyConfig::from_env();
+    config.vault = daemon_vault(args.runtime, &container);
+    match daemon::run(runtime, &socket, config).await? {
         Outcome::AlreadyServed | Outcome::Stopped => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// The host's vault for the daemon of `container`, when there is one: editors may then log
+/// its agents in through it.
+fn daemon_vault(
+    runtime: RuntimeKind,
+    container: &str,
+) -> Option<crate::acp::vault_login::VaultHandle> {
+    let exe = std::env::current_exe().ok()?.display().to_string();
+    let command = vec![
+        exe,
+        "acp".into(),
+        "connect".into(),
+        "--runtime".into(),
+        runtime.as_arg().into(),
+        container.into(),
+    ];
+    let subject = endpoint_for(runtime, container).ok()?.0.name;
+    let vault = crate::container::vault_login::DaemonVault::find(&subject, command)?;
+    Some(crate::acp::vault_login::VaultHandle(Arc::new(vault)))
 }
 
 async fn run_list(runtime: RuntimeKind, json: bool) -> anyhow::Result<ExitCode> {
@@ -214,14 +241,24 @@ fn run_connect(
     container: &str,
     extra: &[String],
 ) -> anyhow::Result<ExitCode> {
-    if !extra.is_empty() {
-        eprintln!(
-            "terok-executor: acp connect takes exactly one container, got extra arguments {extra:?}. \
-             An editor re-runs its agent command with extra arguments for terminal login, which this bridge \
-             cannot do: log the agent in on the host instead, then reconnect."
-        );
-        return Ok(ExitCode::from(2));
-    }
+    let login = match crate::acp::vault_login::login_request(extra) {
+        Some(Ok(agent)) => Some(agent),
+        Some(Err(usage)) => {
+            eprintln!("terok-executor: {usage}");
+            return Ok(ExitCode::from(2));
+        }
+        None if !extra.is_empty() => {
+            eprintln!(
+                "terok-executor: acp connect takes one container, got extra arguments {extra:?}. \
+                 The only login it runs is `{} <agent>`, which an editor offers as \
+                 `<agent>:{}`; log other agents in on the host, then reconnect.",
+                crate::acp::vault_login::VAULT_LOGIN,
+                crate::acp::vault_login::VAULT_LOGIN,
+            );
+            return Ok(ExitCode::from(2));
+        }
+        None => None,
+    };
     let (endpoint, target) = endpoint_for(runtime, container)?;
     let rt = tokio_runtime()?;
     let outcome: anyhow::Result<()> = rt.block_on(async {
@@ -229,6 +266,9 @@ fn run_connect(
         daemon.args(["acp", "--runtime", runtime.as_arg(), &target]).arg(&endpoint.socket);
         if endpoint.ensure_daemon(daemon).await? {
             tracing::info!(socket = %endpoint.socket.display(), log = %endpoint.log.display(), "started the ACP daemon");
+        }
+        if let Some(agent) = login {
+            return crate::container::vault_login::login(&agent, &endpoint.socket).await;
         }
         bridge::pump(&endpoint.socket, &endpoint.log, tokio::io::stdin(), tokio::io::stdout()).await?;
         Ok(())

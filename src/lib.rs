@@ -15,9 +15,11 @@
 //!     session map and transcripts a restarted daemon reopens sessions from.
 //!   - [`acp::server`], [`acp::daemon`]: state shared by a daemon's connections; the socket
 //!     lifecycle around them.
+//!   - [`acp::vault_login`]: the editor's login through the host's vault, as ACP terminal auth.
 //! - [`image`]: the L0/L1 agent images: tags, package sources, Dockerfile templates, build
 //!   context, build.
-//! - [`container`]: hardened agent containers: `run`, `list`, `stop`.
+//! - [`container`]: hardened agent containers: `run`, `list`, `stop`, and each container's vault
+//!   broker and tokens.
 //! - [`launcher`]: agent roster, vault files and container environment assembly.
 //! - [`cli`], [`demo`], [`logging`]: the command line, the embedded demo, stderr logging.
 //! - [`podman`]: reaching Podman's API socket.

@@ -430,6 +430,9 @@ impl Runtime for PanicOnce {
     fn spawn(&self, agent: &AgentName) -> BoxFuture<'_, Result<AgentProcess, RuntimeError>> {
         self.inner.spawn(agent)
     }
+    fn set_env(&self, env: Vec<(String, String)>) {
+        self.inner.set_env(env)
+    }
     fn is_alive(&self) -> BoxFuture<'_, bool> {
         self.inner.is_alive()
     }

@@ -172,7 +172,22 @@ fn connect_refuses_extra_arguments_on_stderr_only() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "nothing may reach stdout");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("terminal login"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("extra arguments") && stderr.contains("vault-login <agent>"),
+        "{stderr}"
+    );
+    // The one login it runs needs its agent, named properly.
+    for args in [&["vault-login"][..], &["vault-login", "Not:An-Agent"]] {
+        let out = acp(run.path())
+            .args(["connect", "some-container"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty());
+        assert!(!out.stderr.is_empty());
+    }
 }
 
 #[test]

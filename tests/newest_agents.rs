@@ -548,3 +548,39 @@ async fn every_rewritten_request_keeps_the_clients_other_fields() {
     );
     proxy.stop().await;
 }
+
+/// `logout` goes to the agent this client logged in to, with the client's fields; a client
+/// that has not logged in is told so, and an agent's logout is not mistaken for another's.
+#[tokio::test]
+async fn logout_goes_to_the_agent_the_client_logged_in_to() {
+    let agents = Agents::new(&[
+        ("claude", "--models opus"),
+        ("locked", "--models l1 --auth-required"),
+    ]);
+    let proxy = Proxy::start(&agents).await;
+    let mut client = proxy.connect().await;
+    client.initialize().await;
+    let err = client.call_err("logout", json!({})).await;
+    assert_eq!(err["code"], -32600, "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("no login"),
+        "{err}"
+    );
+
+    assert_eq!(
+        client
+            .call("authenticate", json!({"methodId": "locked:login"}))
+            .await,
+        json!({})
+    );
+    let logout = json!({"_meta": {"reason": "user"}});
+    assert_eq!(client.call("logout", logout.clone()).await, json!({}));
+    let received = agents.received_method("locked", "logout");
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["params"], logout);
+    assert!(agents.received_method("claude", "logout").is_empty());
+
+    // The login is over: another logout has nothing to end.
+    let err = client.call_err("logout", json!({})).await;
+    assert_eq!(err["code"], -32600, "{err}");
+}

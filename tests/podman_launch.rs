@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use common::{podman_env, repo};
+
 use terok_executor::podman::{connect_to, Endpoint};
 
 const BIN: &str = env!("CARGO_BIN_EXE_terok-executor");
@@ -103,6 +104,7 @@ impl World {
             .env("TEROK_CONFIG_FILE", self.path("config/config.yml"))
             .env("TEROK_ROOT", self.path("state"))
             .env("TEROK_RUNTIME_DIR", self.path("run"))
+            .env("TEROK_SANDBOX_RUNTIME_DIR", self.path("sb"))
             .env_remove("RUST_LOG")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
@@ -488,24 +490,22 @@ async fn run_headless_acp_list_and_stop_with_hardening() {
 
 /// With a vault that holds a credential, `run` gives the container a phantom token (never the
 /// key, never printed) and `stop` revokes it. The vault is terok-sandbox's own (its Python, as
-/// in `tests/vault.rs`).
+/// in `tests/vault.rs`). Without terok-sandbox's broker the launch warns, or fails with
+/// `vault.required` and leaves no token and no container behind. (The broker itself serves a
+/// container in `tests/real_images.rs`.)
 #[tokio::test]
 async fn run_mints_vault_tokens_and_stop_revokes_them() {
-    let python = match std::env::var_os("TEROK_TEST_SANDBOX_PY") {
-        Some(p) => PathBuf::from(p),
-        None if std::env::var_os("CI").is_some() => panic!("TEROK_TEST_SANDBOX_PY is not set"),
-        None => return eprintln!("skipping: TEROK_TEST_SANDBOX_PY is not set"),
+    let Some(python) = common::vault::sandbox_python() else {
+        return;
     };
     let Some(mut world) = World::new("vault") else {
         return;
     };
     with_timeout(async {
         std::fs::create_dir_all(world.path("state/vault")).unwrap();
-        std::fs::write(
-            world.path("config/config.yml"),
-            "credentials:\n  use_keyring: false\n  passphrase_command: \"printf launch-pass\"\n",
-        )
-        .unwrap();
+        let config = "credentials:\n  use_keyring: false\n  passphrase_command: \"printf launch-pass\"\n\
+                      vault:\n  sandbox_command: /nonexistent/terok-sandbox\n";
+        std::fs::write(world.path("config/config.yml"), config).unwrap();
         let (config_file, vault_dir) = (world.path("config/config.yml"), world.path("state/vault"));
         let py = |code: &str| {
             let out = std::process::Command::new(&python)
@@ -539,6 +539,12 @@ async fn run_mints_vault_tokens_and_stop_revokes_them() {
         assert_eq!(lines[2], "0", "the real key is nowhere in the container");
         assert!(!out.stderr.contains(token), "{}", out.stderr);
         assert!(out.stderr.contains("vault tokens for: anthropic"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("no broker will serve the vault tokens")
+                && out.stderr.contains("/nonexistent/terok-sandbox"),
+            "{}",
+            out.stderr
+        );
         let row = py(&format!("print(json.dumps(db.lookup_token('{token}')))"));
         let row: serde_json::Value = serde_json::from_str(&row).unwrap();
         assert_eq!(row["subject"], name.as_str());
@@ -547,6 +553,28 @@ async fn run_mints_vault_tokens_and_stop_revokes_them() {
         let out = world.run(&["stop", &name]).await;
         assert_eq!(out.code, Some(0), "{out:?}");
         assert_eq!(py(&format!("print(json.dumps(db.lookup_token('{token}')))")), "null");
+
+        // vault.required: no broker is an error, and the launch takes its token back.
+        std::fs::write(world.path("config/config.yml"), format!("{config}  required: true\n")).unwrap();
+        let strict = format!("tx-vault-strict-{}", std::process::id());
+        world.containers.push(strict.clone());
+        let out = world
+            .run(&["run", "probe", ".", "--base", &base, "--name", &strict, "-p", "true"])
+            .await;
+        assert_ne!(out.code, Some(0), "{out:?}");
+        assert!(
+            out.stderr.contains("the vault is required") && out.stderr.contains("terok-sandbox"),
+            "{}",
+            out.stderr
+        );
+        let count = format!(
+            "print(db._conn.execute(\"SELECT count(*) FROM proxy_tokens WHERE subject = '{strict}'\").fetchone()[0])"
+        );
+        assert_eq!(py(&count), "0");
+        let docker = world.docker().await;
+        let gone = docker.inspect_container(&strict, None).await.unwrap_err();
+        assert!(terok_executor::podman::is_not_found(&gone), "{gone}");
+        assert!(!world.path(&format!("sb/run/{strict}")).exists());
     })
     .await;
 }

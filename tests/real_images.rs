@@ -87,6 +87,8 @@ impl World {
             .env("TEROK_CONFIG_FILE", self.path("config/config.yml"))
             .env("TEROK_ROOT", self.path("state"))
             .env("TEROK_RUNTIME_DIR", self.path("run"))
+            .env("TEROK_SANDBOX_RUNTIME_DIR", self.path("sb"))
+            .env("TEROK_VAULT_DIR", self.path("state/vault"))
             .env_remove("RUST_LOG")
             .kill_on_drop(true);
         cmd
@@ -200,13 +202,12 @@ fn model_values(options: &Value) -> Vec<String> {
     picker_values(options)
 }
 
-#[tokio::test]
-async fn real_adapters_in_a_hardened_container_serve_an_editor() {
-    let Some(mut world) = World::new() else {
-        return;
-    };
+/// One build at a time: the tests share the images (the first builds them, the next find them).
+static BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-    // build: L0 and L1 from the local Debian base, packages from the registries only.
+/// `build`: L0 and L1 from the local Debian base, packages from the registries only. The L1 tag.
+async fn build_l1(world: &World) -> String {
+    let _one_at_a_time = BUILD.lock().await;
     let mut args = vec![
         "build",
         "--base",
@@ -229,7 +230,16 @@ async fn real_adapters_in_a_hardened_container_serve_an_editor() {
             "terok-l1-cli:localhost-debian-trixie-claude-codex"
         ]
     );
-    let l1 = tags[1].to_owned();
+    tags[1].to_owned()
+}
+
+#[tokio::test]
+async fn real_adapters_in_a_hardened_container_serve_an_editor() {
+    let Some(mut world) = World::new() else {
+        return;
+    };
+
+    let l1 = build_l1(&world).await;
 
     // What the image carries: pinned adapters in /usr/local, recorded; Node from npm.
     let inside = podman_inside(
@@ -489,6 +499,170 @@ async fn real_adapters_in_a_hardened_container_serve_an_editor() {
             && agent_pids
                 .iter()
                 .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    })
+    .await;
+}
+
+/// The vault on the real image: `auth` stores a key in terok-sandbox's encrypted vault; `run`
+/// mints the container's phantom token and starts its broker (terok-sandbox's supervisor); a
+/// request made inside the container with nothing but the environment `run` gave it reaches the
+/// upstream through the in-container bridge and the broker, carrying the real key and never the
+/// token; `stop` revokes the token and ends the broker.
+#[tokio::test]
+async fn a_request_from_inside_reaches_the_upstream_with_the_real_key() {
+    let Some(python) = common::vault::sandbox_python() else {
+        return;
+    };
+    let Some(mut world) = World::new() else {
+        return;
+    };
+    let l1 = build_l1(&world).await;
+
+    // A vault as terok-sandbox makes it, unlocked by a passphrase command.
+    let sandbox = python.with_file_name("terok-sandbox");
+    std::fs::create_dir_all(world.path("config")).unwrap();
+    std::fs::create_dir_all(world.path("state/vault")).unwrap();
+    std::fs::write(
+        world.path("config/config.yml"),
+        format!(
+            "credentials:\n  use_keyring: false\n  passphrase_command: \"printf e2e-pass\"\n\
+             vault:\n  required: true\n  sandbox_command: {}\n",
+            sandbox.display()
+        ),
+    )
+    .unwrap();
+    let made = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "from terok_sandbox import SandboxConfig; SandboxConfig().open_credential_db().close()",
+        ])
+        .env("TEROK_CONFIG_FILE", world.path("config/config.yml"))
+        .env("TEROK_VAULT_DIR", world.path("state/vault"))
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let key = "sk-ant-e2e-real-key";
+    std::fs::write(world.path("key"), format!("{key}\n")).unwrap();
+    let key_file = world.path("key").display().to_string();
+    let (code, _, stderr) = world
+        .run(
+            &["auth", "claude", "--api-key-file", &key_file],
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(code, Some(0), "auth: {stderr}");
+    let (code, _, stderr) = world
+        .run(&["vault", "routes"], Duration::from_secs(60))
+        .await;
+    assert_eq!(code, Some(0), "vault routes: {stderr}");
+    let routes_path = world.path("state/vault/routes.json");
+    let mut routes: Value =
+        serde_json::from_str(&std::fs::read_to_string(&routes_path).unwrap()).unwrap();
+    let (upstream, seen) = common::vault::mock_upstream();
+    routes["anthropic"]["upstream"] = json!(format!("http://127.0.0.1:{upstream}"));
+    std::fs::write(&routes_path, routes.to_string()).unwrap();
+
+    let name = format!("terok-vault-{}", std::process::id());
+    world.containers.push(name.clone());
+    let (code, stdout, stderr) = world
+        .run(
+            &["run", "claude", ".", "--image", &l1, "--name", &name],
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(code, Some(0), "run failed:\n{stderr}");
+    assert_eq!(stdout.trim(), name);
+    assert!(stderr.contains("vault tokens for: anthropic"), "{stderr}");
+    assert!(
+        !stdout.contains("terok-p-") && !stderr.contains("terok-p-"),
+        "{stderr}"
+    );
+    let sidecar = world.path(&format!("state/vault-broker/sidecar/{name}.json"));
+    let sidecar_arg = sidecar.display().to_string();
+    assert_eq!(
+        processes_with(&sidecar_arg)
+            .iter()
+            .filter(|p| p.contains(" supervisor "))
+            .count(),
+        1,
+        "one supervisor serves the container"
+    );
+
+    // Inside: only the container's own environment (the bridge may still be starting).
+    let script = r#"for i in $(seq 50); do
+          code=$(curl -s -o /dev/null -w '%{http_code}' -H "x-api-key: $ANTHROPIC_API_KEY" \
+                 "$ANTHROPIC_BASE_URL/v1/models") && [ "$code" != 000 ] && break
+          sleep 0.2
+        done
+        echo "$code"
+        curl -s -o /dev/null -w '%{http_code}\n' -H "x-api-key: terok-p-00000000000000000000000000000000" \
+             "$ANTHROPIC_BASE_URL/v1/models"
+        printf '%s\n' "$ANTHROPIC_API_KEY""#;
+    let out = world.podman(&["exec", &name, "bash", "-c", script]);
+    let inside = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines[..2], ["200", "401"], "{inside}");
+    let token = lines[2];
+    assert!(
+        token.starts_with("terok-p-") && token.len() == 40,
+        "{inside}"
+    );
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.len(),
+            1,
+            "only the valid token went upstream: {seen:?}"
+        );
+        let headers = &seen[0];
+        assert!(headers[0].starts_with("GET /v1/models"), "{headers:?}");
+        assert!(
+            headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&format!("x-api-key: {key}"))),
+            "{headers:?}"
+        );
+        assert!(
+            !headers.iter().any(|h| h.contains("terok-p-")),
+            "{headers:?}"
+        );
+    }
+    let broker_log =
+        std::fs::read_to_string(world.path(&format!("state/vault-broker/logs/{name}.log")))
+            .unwrap_or_default();
+    assert!(
+        !broker_log.contains(token) && !broker_log.contains(key),
+        "{broker_log}"
+    );
+
+    // stop: the token is revoked, the broker and its directory are gone.
+    let (code, _, stderr) = world.run(&["stop", &name], Duration::from_secs(120)).await;
+    assert_eq!(code, Some(0), "stop failed:\n{stderr}");
+    let row = std::process::Command::new(&python)
+        .args([
+            "-c",
+            &format!(
+                "from terok_sandbox import SandboxConfig\ndb = SandboxConfig().open_credential_db()\n\
+                 print(db.lookup_token('{token}'))"
+            ),
+        ])
+        .env("TEROK_CONFIG_FILE", world.path("config/config.yml"))
+        .env("TEROK_VAULT_DIR", world.path("state/vault"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&row.stdout).trim(), "None");
+    let broker_dir = world.path(&format!("sb/run/{name}"));
+    common::eventually("the broker to end", || {
+        processes_with(&sidecar_arg).is_empty() && !broker_dir.exists() && !sidecar.exists()
     })
     .await;
 }

@@ -4,31 +4,20 @@
 //! revokes phantom tokens that the broker honours. Without the venv the tests skip, except
 //! under CI, where they fail.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use terok_executor::launcher::vault::db::CredentialDb;
 
+mod common;
+use common::vault::{mock_upstream, sandbox_python};
+
 const BIN: &str = env!("CARGO_BIN_EXE_terok-executor");
 const PASSPHRASE: &str = "vault-test-passphrase";
-
-fn sandbox_python() -> Option<PathBuf> {
-    match std::env::var_os("TEROK_TEST_SANDBOX_PY") {
-        Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "TEROK_TEST_SANDBOX_PY does not name a Python with terok-sandbox 0.6.0 (.ci/run makes it)"
-        ),
-        _ => {
-            eprintln!("skipping: set TEROK_TEST_SANDBOX_PY to a Python with terok-sandbox 0.6.0");
-            None
-        }
-    }
-}
 
 /// A vault made by terok-sandbox in a temporary directory, with its config file.
 struct Vault {
@@ -228,33 +217,6 @@ fn a_wrong_passphrase_a_missing_vault_and_an_old_schema_change_nothing() {
         "{}",
         text(&out).1
     );
-}
-
-/// A stand-in for a vendor's API: answers 200 and keeps each request's header lines.
-fn mock_upstream() -> (u16, Arc<Mutex<Vec<Vec<String>>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut lines = Vec::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                lines.push(line.trim_end().to_owned());
-            }
-            record.lock().unwrap().push(lines);
-            let mut stream = stream;
-            let _ = stream.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
-            );
-        }
-    });
-    (port, seen)
 }
 
 /// A request to the broker; the status code.

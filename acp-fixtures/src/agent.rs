@@ -101,6 +101,7 @@ impl Agent {
         let reply = match method {
             "initialize" => self.initialize(&params),
             "authenticate" => self.authenticate(&params),
+            "logout" => self.logout(),
             "session/new" => self.new_session(&params),
             "session/set_config_option" => self.set_config_option(&params),
             "session/set_model" => self.set_model(&params),
@@ -201,13 +202,27 @@ impl Agent {
         }
     }
 
+    /// `logout`: the login of this process and the remembered one are forgotten.
+    fn logout(&self) -> Result<Value, RpcError> {
+        self.authenticated.store(false, Ordering::SeqCst);
+        if let Some(path) = &self.cfg.auth_file {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(json!({}))
+    }
+
     fn new_session(&self, params: &Value) -> Result<Value, RpcError> {
         self.delay();
         let stored = self
             .cfg
             .auth_file
             .as_ref()
-            .is_some_and(|p| std::path::Path::new(p).exists());
+            .is_some_and(|p| std::path::Path::new(p).exists())
+            || self
+                .cfg
+                .auth_env
+                .as_ref()
+                .is_some_and(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()));
         if self.cfg.auth_required && !stored && !self.authenticated.load(Ordering::SeqCst) {
             return Err(RpcError::new(-32000, "Authentication required"));
         }

@@ -111,6 +111,9 @@ pub struct Config {
     pub auth_file: Option<String>,
     /// Whether the login is an API key carried in `authenticate`'s `_meta`, held in memory only.
     pub auth_meta: bool,
+    /// A variable whose (non-empty) value counts as a login, like an API key in the
+    /// environment; implies `auth_required` while it is unset.
+    pub auth_env: Option<String>,
     /// Whether `initialize` offers a terminal login and a gateway method only to clients that
     /// advertise `auth.terminal` and `auth._meta.gateway`.
     pub capable_auth: bool,
@@ -186,6 +189,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
     let mut caps = default_caps();
     let mut auth_required = false;
     let mut auth_meta = false;
+    let mut auth_env = None;
     let mut capable_auth = false;
     let mut legacy_modes = false;
     let mut auth_file = None;
@@ -252,6 +256,10 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
                 auth_required = true;
                 auth_meta = true;
             }
+            "--auth-env" => {
+                auth_required = true;
+                auth_env = Some(value("a variable name")?);
+            }
             "--capable-auth" => capable_auth = true,
             "--legacy-modes" => legacy_modes = true,
             "--store" => store = Some(value("a directory")?),
@@ -317,6 +325,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         auth_required,
         auth_file,
         auth_meta,
+        auth_env,
         capable_auth,
         legacy_modes,
         store,

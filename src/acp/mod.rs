@@ -21,3 +21,4 @@ pub mod runtime;
 pub mod server;
 pub mod sessions;
 pub mod transcript;
+pub mod vault_login;

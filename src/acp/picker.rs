@@ -89,6 +89,19 @@ impl Catalog {
             .collect()
     }
 
+    /// Every agent, usable or waiting for a login, with the title it shows under.
+    pub fn agent_titles(&self) -> Vec<(AgentName, String)> {
+        self.agents
+            .iter()
+            .map(|a| (a.agent.clone(), a.title()))
+            .chain(
+                self.auth_needed
+                    .iter()
+                    .map(|a| (a.agent.clone(), a.agent.to_string())),
+            )
+            .collect()
+    }
+
     /// Every agent's auth methods as `agent:methodId`, for a client with `client_caps` (its
     /// `clientCapabilities`). Agents are initialized with the capabilities editors send, so
     /// they list methods only some clients can use; each client gets those it advertised

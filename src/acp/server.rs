@@ -94,6 +94,8 @@ pub struct ProxyConfig {
     pub switch_context: bool,
     /// Whether agents keep spare sessions and start before their first bind (`TEROK_ACP_SPARE`).
     pub spares: bool,
+    /// The host's vault, for logins from the editor (see [`super::vault_login`]).
+    pub vault: Option<super::vault_login::VaultHandle>,
 }
 
 /// What happens to a running turn when its client goes away (`TEROK_ACP_ON_DISCONNECT`).
@@ -134,6 +136,7 @@ impl Default for ProxyConfig {
             transcript_bytes: super::transcript::DEFAULT_TRANSCRIPT_BYTES,
             switch_context: true,
             spares: true,
+            vault: None,
         }
     }
 }
@@ -553,6 +556,33 @@ impl Server {
         if let Err(e) = crate::fsutil::write_private(&path, &json, 0o600) {
             tracing::warn!(path = %path.display(), "cannot persist the probe cache: {e}");
         }
+    }
+
+    /// After a login through the vault: gives every wrapper started from now on the
+    /// container's fresh token variables and probes `agent` again (pickers follow the cache).
+    /// Whether the agent is usable now.
+    pub async fn vault_login(self: &Arc<Self>, agent: &AgentName) -> Result<bool, String> {
+        let Some(vault) = self.config.vault.clone() else {
+            return Err("this daemon serves no vault logins".into());
+        };
+        if !vault.0.routed().iter().any(|(a, _)| a == agent) {
+            return Err(format!("{agent} does not log in through the vault"));
+        }
+        let env = tokio::task::spawn_blocking(move || vault.0.token_env())
+            .await
+            .map_err(|e| format!("the vault lookup failed: {e}"))??;
+        tracing::info!(agent = %agent, variables = env.len(), "vault login: wrappers get new tokens");
+        self.runtime.set_env(env);
+        let identity = self.runtime.identity().await.map_err(|e| e.to_string())?;
+        let key = CacheKey {
+            identity,
+            agent: agent.clone(),
+        };
+        self.cache
+            .refresh(key.clone(), self.probe_future(agent.clone()))
+            .await;
+        self.persist().await;
+        Ok(self.cache.get(&key).is_some())
     }
 
     /// Stores what an agent's logged-in process answered as its probe, so the cache (and every

@@ -103,7 +103,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut spec = ContainerEnvSpec::new(&task_id, &agent.name, &workspace, &paths.mounts_dir);
     spec.timezone = detect_host_timezone();
     spec.agent_config_dir = Some(config_dir.clone());
-    spec.vault_env = super::credentials::launch_env(&roster, &paths, &name)?;
+    let vault = super::credentials::launch_env(&roster, &paths, &name)?;
+    // Until the container runs, a failed launch takes its tokens and broker files back.
+    let mut unwind = Unwind {
+        paths: &paths,
+        name: &name,
+        armed: true,
+    };
+    spec.vault_env = vault.env;
+    if let Some(broker) = &vault.broker {
+        spec.extra_volumes.push(broker.volume());
+    }
     let env = assemble_container_env(&spec, &roster)?;
     let report = prepare_host(&env.prepare, &roster, || {
         resolve_vault_location(&LayeredConfig::load(&paths.config_files))
@@ -144,9 +154,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         volumes: env.volumes,
         hardening,
     };
-    if let Err(e) = start(&docker, &launch).await {
-        super::credentials::revoke(&paths, &name);
-        return Err(e);
+    start(&docker, &launch).await?;
+    unwind.armed = false;
+    if let Some(broker) = &vault.broker {
+        let owner = (!rootless).then_some((CONTAINER_UID, CONTAINER_GID));
+        if let Err(e) = start_broker(&docker, &name, broker, owner).await {
+            if vault.required {
+                let _ = super::manage::remove(&docker, &name).await;
+                super::credentials::revoke(&paths, &name);
+                return Err(e.context("the vault is required (vault.required in the config)"));
+            }
+            eprintln!("warning: {e:#}");
+        }
     }
     eprintln!("started {name} ({} on {})", agent.name, launch.image);
 
@@ -186,6 +205,44 @@ pub async fn start(docker: &Docker, launch: &LaunchSpec) -> anyhow::Result<()> {
         return Err(e).with_context(|| format!("cannot start container {}", launch.name));
     }
     Ok(())
+}
+
+/// Revokes a launch's vault tokens when the launch fails before its container runs.
+struct Unwind<'a> {
+    paths: &'a HostPaths,
+    name: &'a str,
+    armed: bool,
+}
+
+impl Drop for Unwind<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            super::credentials::revoke(self.paths, self.name);
+        }
+    }
+}
+
+/// Starts the broker of the running container `name`.
+async fn start_broker(
+    docker: &Docker,
+    name: &str,
+    broker: &super::broker::Broker,
+    owner: Option<(u32, u32)>,
+) -> anyhow::Result<()> {
+    let inspect = docker
+        .inspect_container(name, None)
+        .await
+        .with_context(|| format!("cannot inspect {name}"))?;
+    let id = inspect.id.context("the container has no id")?;
+    let pid = inspect
+        .state
+        .and_then(|s| s.pid)
+        .filter(|pid| *pid > 0)
+        .context("the container has no process (did it exit at once?)")?;
+    let broker = broker.clone();
+    tokio::task::spawn_blocking(move || broker.start(&id, pid, owner))
+        .await
+        .context("the broker's start was cancelled")?
 }
 
 /// Streams the container's output to ours until it exits; its exit code becomes ours.

@@ -7,8 +7,12 @@
 //! - [`manage`]: `list` and `stop`, by label.
 //! - [`ownership`]: the mount directories given to the container user under rootful Podman.
 //! - [`credentials`]: a launch's vault tokens, minted and revoked.
+//! - [`broker`]: the container's vault broker (terok-sandbox's supervisor), started and ended.
+//! - [`vault_login`]: the host's side of an editor's login through the vault (the daemon's
+//!   vault access, and `acp connect <container> vault-login <agent>`).
 //! - [`cli`]: the clap arguments.
 
+pub mod broker;
 pub mod cli;
 pub mod credentials;
 pub mod hardening;
@@ -16,6 +20,7 @@ pub mod launch;
 pub mod manage;
 pub mod ownership;
 pub mod spec;
+pub mod vault_login;
 
 use std::process::ExitCode;
 

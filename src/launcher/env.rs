@@ -32,7 +32,9 @@ use crate::launcher::vault::{
 };
 
 /// Version of the host↔container variable and script contract (`TEROK_CONTAINER_PROTOCOL`).
-pub const CONTAINER_PROTOCOL: u32 = 1;
+/// 3 is terok-sandbox's current layout: each service's socket in its own directory under
+/// `/run/terok` (the vault's at `/run/terok/vault/vault.sock`).
+pub const CONTAINER_PROTOCOL: u32 = 3;
 /// Where the workspace is mounted in the container.
 pub const CONTAINER_WORKSPACE: &str = "/workspace";
 /// Where the agent config dir is mounted in the container.

@@ -67,6 +67,12 @@ pub struct HostPaths {
     pub vault_dir: PathBuf,
     /// Root of the per-provider shared config directories mounted into containers.
     pub mounts_dir: PathBuf,
+    /// This tool's persistent state (`TEROK_ROOT`, `paths.root`, or the system/XDG default).
+    pub state_dir: PathBuf,
+    /// terok-sandbox's runtime directory, under which each container's vault socket is bound
+    /// (`TEROK_SANDBOX_RUNTIME_DIR`, `/run/terok/sandbox` for root, else under
+    /// `XDG_RUNTIME_DIR`, `XDG_STATE_HOME` or `~/.local/state`).
+    pub sandbox_runtime_dir: PathBuf,
 }
 
 impl HostPaths {
@@ -94,6 +100,8 @@ impl HostPaths {
             config_files,
             vault_dir,
             mounts_dir,
+            sandbox_runtime_dir: sandbox_runtime_dir(vars),
+            state_dir: state_base,
         }
     }
 
@@ -101,6 +109,21 @@ impl HostPaths {
     pub fn routes_path(&self) -> PathBuf {
         self.vault_dir.join("routes.json")
     }
+}
+
+fn sandbox_runtime_dir(vars: &dyn VarSource) -> PathBuf {
+    if let Some(dir) = vars.var("TEROK_SANDBOX_RUNTIME_DIR") {
+        return expand_home(&dir, vars);
+    }
+    if vars.is_root() {
+        return PathBuf::from("/run/terok/sandbox");
+    }
+    let base = match (vars.var("XDG_RUNTIME_DIR"), vars.var("XDG_STATE_HOME")) {
+        (Some(run), _) => PathBuf::from(run),
+        (None, Some(state)) => PathBuf::from(state),
+        (None, None) => home(vars).join(".local").join("state"),
+    };
+    base.join(NAMESPACE).join("sandbox")
 }
 
 fn home(vars: &dyn VarSource) -> PathBuf {
@@ -247,6 +270,27 @@ mod tests {
         assert_eq!(
             paths.routes_path(),
             PathBuf::from("/h/.local/share/terok/vault/routes.json")
+        );
+        assert_eq!(paths.state_dir, PathBuf::from("/h/.local/share/terok"));
+        assert_eq!(
+            paths.sandbox_runtime_dir,
+            PathBuf::from("/h/.local/state/terok/sandbox")
+        );
+        let mut vars = env(&[("HOME", "/h"), ("XDG_RUNTIME_DIR", "/run/user/7")]);
+        assert_eq!(
+            HostPaths::resolve(&vars).sandbox_runtime_dir,
+            PathBuf::from("/run/user/7/terok/sandbox")
+        );
+        vars.root = true;
+        assert_eq!(
+            HostPaths::resolve(&vars).sandbox_runtime_dir,
+            PathBuf::from("/run/terok/sandbox")
+        );
+        vars.vars
+            .insert("TEROK_SANDBOX_RUNTIME_DIR".into(), "/srt".into());
+        assert_eq!(
+            HostPaths::resolve(&vars).sandbox_runtime_dir,
+            PathBuf::from("/srt")
         );
     }
 

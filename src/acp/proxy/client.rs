@@ -68,6 +68,12 @@ impl Hub {
             (Some(Method::SessionSetMode), true) => self.on_set_mode(conn, frame),
             (Some(Method::CancelRequest), false) => self.on_cancel_request(conn, frame),
             (Some(Method::Authenticate), true) => self.on_authenticate(conn, frame),
+            (Some(Method::Logout), true) => self.on_logout(conn, frame),
+            (Some(Method::Other(name)), true)
+                if &**name == crate::acp::vault_login::VAULT_LOGIN_METHOD =>
+            {
+                self.on_vault_login(conn, frame)
+            }
             (Some(Method::SessionLoad), true) => self.on_reattach(conn, frame, "session/load"),
             (Some(Method::SessionResume), true) => self.on_reattach(conn, frame, "session/resume"),
             (Some(Method::SessionList), true) => self.on_list(conn, frame),
@@ -173,7 +179,17 @@ impl Hub {
             .and_then(|i| i.get("clientCapabilities"))
             .cloned()
             .unwrap_or(Value::Null);
-        let result = initialize_result(&self.server.runtime.describe(), &catalog, &client_caps);
+        let mut result = initialize_result(&self.server.runtime.describe(), &catalog, &client_caps);
+        if let (Some(vault), Some(methods)) = (
+            &self.server.config.vault,
+            result.get_mut("authMethods").and_then(Value::as_array_mut),
+        ) {
+            methods.extend(crate::acp::vault_login::methods(
+                vault.0.as_ref(),
+                &catalog.agent_titles(),
+                &client_caps,
+            ));
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.catalog = Some(Arc::new(catalog));
         }
@@ -194,6 +210,19 @@ impl Hub {
                 &RpcError::new(INVALID_PARAMS, "authenticate needs a methodId"),
             );
         };
+        if let Some(agent) = crate::acp::vault_login::agent_of(method_id) {
+            if self.server.config.vault.is_some() {
+                let error = RpcError::new(
+                    INVALID_PARAMS,
+                    format!(
+                        "{method_id} is a terminal login: run `terok-executor acp connect <container> \
+                         {} {agent}` in a terminal",
+                        crate::acp::vault_login::VAULT_LOGIN
+                    ),
+                );
+                return self.reply_error(conn, Some(&id), &error);
+            }
+        }
         let resolved = self
             .conns
             .get(&conn)
@@ -209,6 +238,9 @@ impl Hub {
             return self.reply_error(conn, Some(&id), &error);
         };
         params["methodId"] = json!(bare);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.login = Some(agent.clone());
+        }
         let slot = self.ensure_backend(&agent, Some(conn));
         let Some(backend) = self.backends.get_mut(&slot) else {
             return;

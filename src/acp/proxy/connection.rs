@@ -21,6 +21,7 @@ use super::{cancel_agent_request, ConnId, Event, Hub, HubHandle};
 use crate::acp::lines::LineReader;
 use crate::acp::outbox::{Gauge, Outbox};
 use crate::acp::picker::Catalog;
+use crate::acp::runtime::AgentName;
 use crate::acp::server::{OnDisconnect, Server};
 
 /// What the hub keeps of one client connection.
@@ -34,6 +35,8 @@ pub(super) struct Conn {
     pub catalog: Option<Arc<Catalog>>,
     /// Requests waiting for the catalog.
     pub deferred: usize,
+    /// The agent this client last logged in to (where its `logout` goes).
+    pub login: Option<AgentName>,
 }
 
 impl Conn {
@@ -134,6 +137,7 @@ impl Hub {
                 client_init: None,
                 catalog: None,
                 deferred: 0,
+                login: None,
             },
         );
     }

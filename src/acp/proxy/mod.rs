@@ -32,6 +32,7 @@ mod relay;
 mod routing;
 mod session;
 mod spare;
+mod vault;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -107,6 +108,14 @@ enum Event {
     IdleExpired {
         slot: u32,
         epoch: u64,
+    },
+    /// A login through the vault has been taken in: the agent's new state, for the client that
+    /// reported the login.
+    VaultLoginDone {
+        conn: ConnId,
+        client_id: Bytes,
+        agent: AgentName,
+        outcome: Result<bool, String>,
     },
 }
 
@@ -273,6 +282,12 @@ impl Hub {
             Event::CatalogChanged(catalog) => self.on_catalog_changed(catalog),
             Event::DetachExpired { session, epoch } => self.on_detach_expired(&session, epoch),
             Event::IdleExpired { slot, epoch } => self.on_idle_expired(slot, epoch),
+            Event::VaultLoginDone {
+                conn,
+                client_id,
+                agent,
+                outcome,
+            } => self.on_vault_login_done(conn, &client_id, &agent, outcome),
         }
     }
 

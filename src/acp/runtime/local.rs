@@ -29,6 +29,7 @@ const LIVENESS_POLL: Duration = Duration::from_millis(500);
 
 pub struct LocalRuntime {
     dir: PathBuf,
+    env: super::ExtraEnv,
 }
 
 impl LocalRuntime {
@@ -43,7 +44,10 @@ impl LocalRuntime {
                 dir.display()
             )));
         }
-        Ok(LocalRuntime { dir })
+        Ok(LocalRuntime {
+            dir,
+            env: Default::default(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -85,6 +89,7 @@ impl LocalRuntime {
             });
         }
         let mut child = Command::new(&path)
+            .envs(self.env.get())
             .current_dir(&self.dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -218,6 +223,10 @@ impl Runtime for LocalRuntime {
     fn spawn(&self, agent: &AgentName) -> BoxFuture<'_, Result<AgentProcess, RuntimeError>> {
         let agent = agent.clone();
         async move { self.start(&agent) }.boxed()
+    }
+
+    fn set_env(&self, env: Vec<(String, String)>) {
+        self.env.set(env);
     }
 
     fn is_alive(&self) -> BoxFuture<'_, bool> {

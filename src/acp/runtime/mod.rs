@@ -108,6 +108,22 @@ pub type AgentStdin = Box<dyn AsyncWrite + Send + Unpin>;
 pub type AgentStdout = Box<dyn AsyncRead + Send + Unpin>;
 
 /// A started agent wrapper.
+/// Variables added to every wrapper a runtime starts (see [`Runtime::set_env`]).
+#[derive(Debug, Default)]
+pub struct ExtraEnv(Mutex<Vec<(String, String)>>);
+
+impl ExtraEnv {
+    pub fn set(&self, env: Vec<(String, String)>) {
+        if let Ok(mut current) = self.0.lock() {
+            *current = env;
+        }
+    }
+
+    pub fn get(&self) -> Vec<(String, String)> {
+        self.0.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
 pub struct AgentProcess {
     pub stdin: AgentStdin,
     pub stdout: AgentStdout,
@@ -137,6 +153,10 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Starts an agent's wrapper with piped stdio.
     fn spawn(&self, agent: &AgentName) -> BoxFuture<'_, Result<AgentProcess, RuntimeError>>;
+
+    /// Sets variables every wrapper started from now on gets on top of its environment (the
+    /// phantom tokens of a login made after the container started). Replaces the previous set.
+    fn set_env(&self, env: Vec<(String, String)>);
 
     /// Whether the container is still there and running.
     fn is_alive(&self) -> BoxFuture<'_, bool>;

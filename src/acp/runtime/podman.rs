@@ -54,6 +54,7 @@ pub struct PodmanRuntime {
     agents: OnceCell<Vec<AgentName>>,
     /// Supervisors of started wrappers, so shutdown can wait until they are ended.
     supervisors: TaskTracker,
+    env: super::ExtraEnv,
 }
 
 fn api_error(container: &str, e: bollard::errors::Error) -> RuntimeError {
@@ -94,6 +95,7 @@ impl PodmanRuntime {
             image,
             agents: OnceCell::new(),
             supervisors: TaskTracker::new(),
+            env: Default::default(),
         })
     }
 
@@ -167,6 +169,13 @@ impl PodmanRuntime {
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     tty: Some(false),
+                    env: Some(
+                        self.env
+                            .get()
+                            .into_iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect(),
+                    ),
                     cmd: Some(vec![
                         "sh".to_owned(),
                         "-c".to_owned(),
@@ -451,6 +460,10 @@ impl Runtime for PodmanRuntime {
     fn spawn(&self, agent: &AgentName) -> BoxFuture<'_, Result<AgentProcess, RuntimeError>> {
         let agent = agent.clone();
         async move { self.start(&agent).await }.boxed()
+    }
+
+    fn set_env(&self, env: Vec<(String, String)>) {
+        self.env.set(env);
     }
 
     fn is_alive(&self) -> BoxFuture<'_, bool> {

@@ -60,7 +60,7 @@ fn variables_come_in_the_documented_order() {
     ];
     let positions: Vec<usize> = order.iter().map(|n| pos(n)).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{k:?}");
-    assert_eq!(env.env["TEROK_CONTAINER_PROTOCOL"], "1");
+    assert_eq!(env.env["TEROK_CONTAINER_PROTOCOL"], "3");
     assert_eq!(env.env["TEROK_SHARED_DIR"], "/shared");
     assert_eq!(env.env["GIT_AUTHOR_NAME"], "Claude");
     assert_eq!(env.env["GIT_COMMITTER_EMAIL"], "noreply@anthropic.com");

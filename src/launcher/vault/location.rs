@@ -1,7 +1,8 @@
 //! Where a container reaches the vault, in each transport.
 //!
-//! Socket mode (the default) mounts the host vault socket at
-//! `/run/terok/vault.sock` and runs an in-container loopback bridge on port 9419
+//! Socket mode (the default) mounts the container's own broker directory at `/run/terok`, whose
+//! vault socket is `/run/terok/vault/vault.sock` (terok-sandbox's layout, container protocol 3),
+//! and runs an in-container loopback bridge on port 9419
 //! for HTTP-only clients. TCP mode points clients at the host's token broker
 //! port and runs a local socket bridge for clients that only speak
 //! HTTP-over-UNIX. The mode and port come from the shared `config.yml`
@@ -11,8 +12,10 @@ use crate::launcher::paths::LayeredConfig;
 
 /// The in-container loopback port that forwards to the vault socket.
 pub const LOOPBACK_VAULT_PORT: u16 = 9419;
+/// Where the container's broker directory is mounted in socket mode.
+pub const CONTAINER_RUNTIME_DIR: &str = "/run/terok";
 /// The vault socket as seen inside the container in socket mode.
-pub const CONTAINER_VAULT_SOCKET: &str = "/run/terok/vault.sock";
+pub const CONTAINER_VAULT_SOCKET: &str = "/run/terok/vault/vault.sock";
 /// The in-container socket bridge to the TCP broker in TCP mode.
 pub const LOOPBACK_BRIDGE_SOCKET: &str = "/tmp/terok-vault.sock";
 
@@ -115,7 +118,7 @@ mod tests {
             loc,
             VaultLocation {
                 url: "http://localhost:9419".into(),
-                socket: "/run/terok/vault.sock".into()
+                socket: "/run/terok/vault/vault.sock".into()
             }
         );
     }

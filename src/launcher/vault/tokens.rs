@@ -10,7 +10,7 @@
 use indexmap::IndexMap;
 
 use super::db::{CredentialDb, DbError, DEFAULT_SET};
-use super::location::{VaultLocation, LOOPBACK_VAULT_PORT};
+use super::location::{VaultLocation, CONTAINER_VAULT_SOCKET, LOOPBACK_VAULT_PORT};
 use super::providers::provider_of;
 use crate::launcher::roster::Roster;
 
@@ -91,16 +91,26 @@ pub fn mint(
     }
     if !out.providers.is_empty() {
         match tcp_port {
-            Some(port) => out
-                .env
-                .insert("TEROK_TOKEN_BROKER_PORT".into(), port.to_string()),
-            None => out.env.insert(
-                "TEROK_VAULT_LOOPBACK_PORT".into(),
-                LOOPBACK_VAULT_PORT.to_string(),
-            ),
-        };
+            Some(port) => {
+                out.env
+                    .insert("TEROK_TOKEN_BROKER_PORT".into(), port.to_string());
+            }
+            None => out.env.extend(bridge_env()),
+        }
     }
     Ok(out)
+}
+
+/// What the in-container bridge needs in socket mode: the vault socket and the loopback port
+/// it forwards.
+pub fn bridge_env() -> [(String, String); 2] {
+    [
+        ("TEROK_VAULT_SOCKET".into(), CONTAINER_VAULT_SOCKET.into()),
+        (
+            "TEROK_VAULT_LOOPBACK_PORT".into(),
+            LOOPBACK_VAULT_PORT.to_string(),
+        ),
+    ]
 }
 
 /// Revokes every token of container `subject`; how many there were.
@@ -148,7 +158,11 @@ mod tests {
             "OAuth: the OAuth variable only"
         );
         assert_eq!(got.env["ANTHROPIC_BASE_URL"], "http://localhost:9419");
-        assert_eq!(got.env["ANTHROPIC_UNIX_SOCKET"], "/run/terok/vault.sock");
+        assert_eq!(
+            got.env["ANTHROPIC_UNIX_SOCKET"],
+            "/run/terok/vault/vault.sock"
+        );
+        assert_eq!(got.env["TEROK_VAULT_SOCKET"], "/run/terok/vault/vault.sock");
         let mistral = &got.env["MISTRAL_API_KEY"];
         assert_ne!(claude, mistral);
         assert!(

@@ -84,7 +84,7 @@ fn gh_socket_is_written_to_yaml_in_socket_mode() {
     let text = std::fs::read_to_string(dir.join("config.yml")).unwrap();
     assert_eq!(
         text,
-        "# gh settings\ngit_protocol: ssh # mine\nhttp_unix_socket: /run/terok/vault.sock\n"
+        "# gh settings\ngit_protocol: ssh # mine\nhttp_unix_socket: /run/terok/vault/vault.sock\n"
     );
 }
 
