@@ -45,11 +45,15 @@ pub fn runtime_dir() -> PathBuf {
     runtime_dir_from(|k| std::env::var(k).ok(), nix::unistd::geteuid().is_root())
 }
 
-/// Where the daemon keeps state across restarts (the probe cache): `$TEROK_STATE_DIR`, else
+/// Where the daemon keeps state across restarts (the probe cache, the session map):
+/// `$TEROK_STATE_DIR`, else `$TEROK_ROOT` (the root of all terok state), else
 /// `$XDG_STATE_HOME/terok`, else `/var/lib/terok` for root and `~/.local/state/terok` otherwise.
 pub fn state_dir() -> PathBuf {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if let Some(dir) = env("TEROK_STATE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = env("TEROK_ROOT") {
         return PathBuf::from(dir);
     }
     if let Some(dir) = env("XDG_STATE_HOME") {
