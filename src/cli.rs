@@ -44,6 +44,8 @@ pub enum Command {
     List(crate::container::cli::ListArgs),
     /// Stop and remove containers started by terok-executor.
     Stop(crate::container::cli::StopArgs),
+    /// Show what tasks leave on disk and what removing orphaned task files would free.
+    Storage(crate::container::cli::ListArgs),
     /// Run the embedded fixture ACP agent (for tests, demos and benchmarks).
     #[command(hide = true, disable_help_flag = true)]
     FixtureAgent {
@@ -140,6 +142,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => tokio_runtime()?.block_on(crate::container::launch::run(*args)),
         Command::List(args) => tokio_runtime()?.block_on(crate::container::run_list(args)),
         Command::Stop(args) => tokio_runtime()?.block_on(crate::container::run_stop(args)),
+        Command::Storage(args) => tokio_runtime()?.block_on(crate::container::run_storage(args)),
         Command::FixtureAgent { args } => {
             let code = acp_fixtures::run(args);
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

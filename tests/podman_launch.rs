@@ -575,6 +575,55 @@ async fn run_mints_vault_tokens_and_stop_revokes_them() {
         let gone = docker.inspect_container(&strict, None).await.unwrap_err();
         assert!(terok_executor::podman::is_not_found(&gone), "{gone}");
         assert!(!world.path(&format!("sb/run/{strict}")).exists());
+        assert!(
+            !world.path(&format!("run/executor/{strict}")).exists(),
+            "a failed launch leaves no task directory"
+        );
+
+        // storage: a task whose container was removed behind our back is reclaimable.
+        std::fs::write(world.path("config/config.yml"), config).unwrap();
+        let orphan = format!("tx-vault-orphan-{}", std::process::id());
+        world.containers.push(orphan.clone());
+        let out = world
+            .run(&["run", "probe", ".", "--base", &base, "--name", &orphan])
+            .await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let usage = |out: &Output| -> serde_json::Value {
+            assert_eq!(out.code, Some(0), "{out:?}");
+            let all: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+            all["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == orphan.as_str())
+                .cloned()
+                .unwrap_or_else(|| panic!("{orphan} in {all}"))
+        };
+        let task = usage(&world.run(&["storage", "--json"]).await);
+        assert_eq!(task["container_exists"], true, "{task}");
+        assert!(task["bytes"].as_u64().unwrap() > 0, "{task}");
+        docker_rm(&world, &orphan);
+        let out = world.run(&["storage", "--json"]).await;
+        let task = usage(&out);
+        assert_eq!(task["container_exists"], false, "{task}");
+        let all: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert!(all["reclaimable_bytes"].as_u64().unwrap() >= task["bytes"].as_u64().unwrap());
+        let table = world.run(&["storage"]).await;
+        assert!(table.stdout.contains("gone (reclaimable)"), "{table:?}");
     })
     .await;
+}
+
+/// Removes container `name` with the Podman CLI, as a user might, without `stop`.
+fn docker_rm(world: &World, name: &str) {
+    let out = std::process::Command::new("podman")
+        .args(["rm", "-f", "-t", "0", name])
+        .envs(&world.vars)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -29,11 +29,6 @@ use crate::launcher::paths::{HostPaths, LayeredConfig};
 use crate::launcher::roster::Selection;
 use crate::launcher::vault::location::resolve_vault_location;
 
-/// Text every agent gets as its task instructions (`~/.terok/instructions.md`).
-const INSTRUCTIONS: &str = "You are running inside a terok container. The project is in \
-/workspace; commit your work with git. The container has no access to the host beyond the \
-mounted directories.\n";
-
 /// Where the per-container agent config dirs live on the host.
 pub fn containers_dir() -> PathBuf {
     runtime_dir().join("executor")
@@ -96,7 +91,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config_dir = agent_config_dir(&name);
     std::fs::create_dir_all(&config_dir)
         .with_context(|| format!("cannot create {}", config_dir.display()))?;
-    std::fs::write(config_dir.join("instructions.md"), INSTRUCTIONS)?;
+    let instructions =
+        crate::launcher::instructions::for_launch(&paths.config_files, &agent.name, &workspace);
+    std::fs::write(config_dir.join("instructions.md"), instructions)?;
     if let Some(prompt) = &args.prompt {
         std::fs::write(config_dir.join("prompt.txt"), prompt)?;
     }
@@ -207,7 +204,8 @@ pub async fn start(docker: &Docker, launch: &LaunchSpec) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Revokes a launch's vault tokens when the launch fails before its container runs.
+/// Takes a launch's vault tokens and broker files back, and removes its task directory, when
+/// the launch fails before its container runs.
 struct Unwind<'a> {
     paths: &'a HostPaths,
     name: &'a str,
@@ -218,6 +216,7 @@ impl Drop for Unwind<'_> {
     fn drop(&mut self) {
         if self.armed {
             super::credentials::revoke(self.paths, self.name);
+            let _ = std::fs::remove_dir_all(containers_dir().join(self.name));
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`ownership`]: the mount directories given to the container user under rootful Podman.
 //! - [`credentials`]: a launch's vault tokens, minted and revoked.
 //! - [`broker`]: the container's vault broker (terok-sandbox's supervisor), started and ended.
+//! - [`storage`]: `storage`, what tasks leave on disk.
 //! - [`vault_login`]: the host's side of an editor's login through the vault (the daemon's
 //!   vault access, and `acp connect <container> vault-login <agent>`).
 //! - [`cli`]: the clap arguments.
@@ -20,6 +21,7 @@ pub mod launch;
 pub mod manage;
 pub mod ownership;
 pub mod spec;
+pub mod storage;
 pub mod vault_login;
 
 use std::process::ExitCode;
@@ -59,4 +61,50 @@ pub async fn run_stop(args: cli::StopArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `terok-executor storage`.
+pub async fn run_storage(args: cli::ListArgs) -> anyhow::Result<ExitCode> {
+    let paths = crate::launcher::paths::HostPaths::from_env();
+    let roster = crate::image::cli::load_roster()?;
+    // Which containers exist, when the API can say; otherwise every task is "unknown".
+    let existing: Option<std::collections::HashSet<String>> = match crate::podman::connect().await {
+        Ok(docker) => match docker
+            .list_containers(Some(
+                bollard::query_parameters::ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .build(),
+            ))
+            .await
+        {
+            Ok(found) => Some(
+                found
+                    .into_iter()
+                    .flat_map(|c| c.names.unwrap_or_default())
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .collect(),
+            ),
+            Err(e) => {
+                eprintln!("note: cannot list containers ({e}); no task counts as reclaimable");
+                None
+            }
+        },
+        Err(e) => {
+            eprintln!("note: {e}; no task counts as reclaimable");
+            None
+        }
+    };
+    let usage = storage::measure(
+        &paths,
+        &roster,
+        &launch::containers_dir(),
+        &crate::acp::endpoint::state_dir(),
+        |name| existing.as_ref().map(|set| set.contains(name)),
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&usage)?);
+    } else {
+        print!("{}", storage::render(&usage));
+    }
+    Ok(ExitCode::SUCCESS)
 }

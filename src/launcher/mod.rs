@@ -8,6 +8,8 @@
 //!   patches that point agents at the vault, the credential-leak scan, and
 //!   terok-sandbox's credential database.
 //! - [`env`]: the container environment and volumes for one launch.
+//! - [`instructions`]: the task instructions an agent gets, from the layered config and the
+//!   project.
 //! - [`paths`]: where configuration and state live on the host.
 //! - [`auth`]: the `auth` subcommand: credentials into the vault, status, logout.
 //! - [`cli`]: the `agents` and `vault` subcommands.
@@ -15,6 +17,7 @@
 pub mod auth;
 pub mod cli;
 pub mod env;
+pub mod instructions;
 pub mod paths;
 pub mod roster;
 pub mod vault;

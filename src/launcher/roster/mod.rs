@@ -9,7 +9,7 @@
 mod bundled;
 mod error;
 mod loader;
-mod merge;
+pub mod merge;
 pub mod schema;
 pub mod types;
 mod validate;
