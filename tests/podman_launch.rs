@@ -142,6 +142,18 @@ impl World {
         out
     }
 
+    /// `run probe . --base <base> --name <stem>-<pid> <extra>`; the name (cleaned up with the
+    /// world) and the outcome.
+    async fn run_probe(&mut self, stem: &str, extra: &[&str]) -> (String, Output) {
+        let name = format!("{stem}-{}", std::process::id());
+        self.containers.push(name.clone());
+        let base = self.base.clone();
+        let mut args = vec!["run", "probe", ".", "--base", &base, "--name", &name];
+        args.extend_from_slice(extra);
+        let out = self.run(&args).await;
+        (name, out)
+    }
+
     async fn docker(&self) -> Docker {
         let host = &self.vars["CONTAINER_HOST"];
         let path = host.strip_prefix("unix://").unwrap_or(host);
@@ -336,22 +348,16 @@ async fn run_headless_acp_list_and_stop_with_hardening() {
         let base = world.base.clone();
 
         // Headless: the agent's output and exit code (the probe agent is `sh -c <prompt>`).
-        let headless = format!("tx-headless-{}", std::process::id());
-        world.containers.push(headless.clone());
-        let out = world
-            .run(&[
-                "run",
-                "probe",
-                ".",
-                "--base",
-                &base,
-                "--name",
-                &headless,
-                "-p",
-                "echo out-$(id -un); cat /etc/terok/installed.env; echo x > /workspace/made-here; \
-                 touch /usr/nope 2>/dev/null || echo ro-root; touch /tmp/t ~/h && echo writable; \
-                 grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status; exit 7",
-            ])
+        let (headless, out) = world
+            .run_probe(
+                "tx-headless",
+                &[
+                    "-p",
+                    "echo out-$(id -un); cat /etc/terok/installed.env; echo x > /workspace/made-here; \
+                     touch /usr/nope 2>/dev/null || echo ro-root; touch /tmp/t ~/h && echo writable; \
+                     grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status; exit 7",
+                ],
+            )
             .await;
         assert_eq!(out.code, Some(7), "{out:?}");
         assert_eq!(
@@ -362,6 +368,24 @@ async fn run_headless_acp_list_and_stop_with_hardening() {
         assert!(
             world.path("workspace/made-here").exists(),
             "workspace is mounted"
+        );
+
+        // Headless overrides: a timeout ends the agent (exit 124, said on stderr); an override
+        // the agent has no flag for is a warning.
+        let (_, out) = world
+            .run_probe(
+                "tx-timeout",
+                &["--timeout", "2s", "--max-turns", "3", "-p", "echo started; sleep 60; echo never"],
+            )
+            .await;
+        assert_eq!(out.code, Some(124), "{out:?}");
+        assert_eq!(out.stdout, "started\n");
+        assert!(
+            out.stderr
+                .contains("probe has no max-turns option; --max-turns 3 is ignored")
+                && out.stderr.contains("ended after its --timeout of 2s"),
+            "{}",
+            out.stderr
         );
 
         // Hardening as Podman reports it.
@@ -582,11 +606,7 @@ async fn run_mints_vault_tokens_and_stop_revokes_them() {
 
         // storage: a task whose container was removed behind our back is reclaimable.
         std::fs::write(world.path("config/config.yml"), config).unwrap();
-        let orphan = format!("tx-vault-orphan-{}", std::process::id());
-        world.containers.push(orphan.clone());
-        let out = world
-            .run(&["run", "probe", ".", "--base", &base, "--name", &orphan])
-            .await;
+        let (orphan, out) = world.run_probe("tx-vault-orphan", &[]).await;
         assert_eq!(out.code, Some(0), "{out:?}");
         let usage = |out: &Output| -> serde_json::Value {
             assert_eq!(out.code, Some(0), "{out:?}");
@@ -626,4 +646,75 @@ fn docker_rm(world: &World, name: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `doctor` on a healthy container passes; with a real-looking credential file in a shared
+/// mount it fails and names the fix.
+#[tokio::test]
+async fn doctor_passes_a_healthy_container_and_names_the_fix_for_a_leak() {
+    let Some(mut world) = World::new("doctor") else {
+        return;
+    };
+    with_timeout(async {
+        let out = world.build(&[]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let (name, out) = world.run_probe("tx-doctor", &[]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let out = world.run(&["vault", "routes"]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+
+        let doctor = |out: &Output| -> serde_json::Value {
+            serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+        };
+        let verdict = |checks: &serde_json::Value, name: &str| -> serde_json::Value {
+            checks
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {name} check in {checks}"))
+        };
+        let out = world.run(&["doctor", &name, "--json"]).await;
+        let checks = doctor(&out);
+        assert_eq!(out.code, Some(0), "{checks:#}");
+        for (check, expected) in [
+            ("podman", "ok"),
+            ("routes", "ok"),
+            ("shared-mounts", "ok"),
+            ("container", "ok"),
+            ("vault", "skip"),
+        ] {
+            assert_eq!(verdict(&checks, check)["verdict"], expected, "{checks:#}");
+        }
+
+        // A real login left in the shared Claude config mount.
+        let leak = world.path("state/sandbox-live/mounts/_claude-config/.credentials.json");
+        std::fs::create_dir_all(leak.parent().unwrap()).unwrap();
+        std::fs::write(
+            &leak,
+            r#"{"claudeAiOauth": {"accessToken": "sk-ant-oat01-looks-real", "refreshToken": "sk-ant-ort01-too"}}"#,
+        )
+        .unwrap();
+        let out = world.run(&["doctor", &name, "--json"]).await;
+        let checks = doctor(&out);
+        assert_eq!(out.code, Some(1), "{checks:#}");
+        let mounts = verdict(&checks, "shared-mounts");
+        assert_eq!(mounts["verdict"], "fail", "{mounts}");
+        assert!(
+            mounts["detail"].as_str().unwrap().contains(".credentials.json")
+                && mounts["fix"].as_str().unwrap().contains("terok-executor vault clean"),
+            "{mounts}"
+        );
+        assert!(!out.stdout.contains("looks-real"), "never the secret");
+        let text = world.run(&["doctor", &name]).await;
+        assert!(
+            text.stdout.contains("FAIL  shared-mounts") && text.stdout.contains("1 failed"),
+            "{text:?}"
+        );
+        let out = world.run(&["doctor", "tx-no-such-container"]).await;
+        assert_eq!(out.code, Some(1), "{out:?}");
+        assert!(out.stdout.contains("no container named tx-no-such-container"), "{out:?}");
+    })
+    .await;
 }

@@ -644,6 +644,34 @@ async fn a_request_from_inside_reaches_the_upstream_with_the_real_key() {
         "{broker_log}"
     );
 
+    // doctor sees the same: the vault, the tokens, the bridge, the wrappers.
+    let (code, stdout, stderr) = world
+        .run(&["doctor", &name, "--json"], Duration::from_secs(120))
+        .await;
+    let checks: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(code, Some(0), "{checks:#}");
+    for check in [
+        "vault",
+        "routes",
+        "broker",
+        "container",
+        "vault-env",
+        "vault-bridge",
+        "wrappers",
+    ] {
+        let found = checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == check)
+            .unwrap_or_else(|| panic!("no {check} check: {checks:#}"));
+        assert_eq!(found["verdict"], "ok", "{found}");
+    }
+    assert!(
+        !stdout.contains(token) && !stdout.contains(key),
+        "no secret in doctor's output"
+    );
+
     // stop: the token is revoked, the broker and its directory are gone.
     let (code, _, stderr) = world.run(&["stop", &name], Duration::from_secs(120)).await;
     assert_eq!(code, Some(0), "stop failed:\n{stderr}");

@@ -209,7 +209,7 @@ pub fn retire(paths: &HostPaths, name: &str) {
 
 /// The argv that runs terok-sandbox: `vault.sandbox_command` from the config, or
 /// `terok-sandbox` from `PATH`.
-fn sandbox_command(config: &LayeredConfig) -> anyhow::Result<Vec<String>> {
+pub(crate) fn sandbox_command(config: &LayeredConfig) -> anyhow::Result<Vec<String>> {
     if let Some(line) = config.string("vault", "sandbox_command") {
         let mut argv = shlex::split(&line)
             .filter(|a| !a.is_empty())

@@ -23,6 +23,12 @@ pub struct RunArgs {
     /// Model for headless runs (the agent's model flag).
     #[arg(short = 'm', long)]
     pub model: Option<String>,
+    /// Headless runs: the most agent turns (where the agent has such an option).
+    #[arg(long, value_name = "N", requires = "prompt")]
+    pub max_turns: Option<u32>,
+    /// Headless runs: end the agent after this long (`90s`, `15m`, `2h`); the exit status is then 124.
+    #[arg(long, value_name = "DURATION", requires = "prompt", value_parser = super::headless::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
     /// Container name (default: terok-executor-<random id>).
     #[arg(long)]
     pub name: Option<String>,
@@ -103,4 +109,14 @@ pub struct StopArgs {
     /// Container names (as shown by `list`).
     #[arg(required = true)]
     pub names: Vec<String>,
+}
+
+/// `terok-executor doctor`.
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Also check this container (through exec).
+    pub container: Option<String>,
+    /// Print JSON instead of lines.
+    #[arg(long)]
+    pub json: bool,
 }

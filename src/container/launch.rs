@@ -89,6 +89,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let paths = HostPaths::from_env();
     let config_dir = agent_config_dir(&name);
+    // Until the container runs, a failed launch takes back its task directory, tokens and
+    // broker files.
+    let mut unwind = Unwind {
+        paths: &paths,
+        name: &name,
+        armed: true,
+    };
     std::fs::create_dir_all(&config_dir)
         .with_context(|| format!("cannot create {}", config_dir.display()))?;
     let instructions =
@@ -101,12 +108,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     spec.timezone = detect_host_timezone();
     spec.agent_config_dir = Some(config_dir.clone());
     let vault = super::credentials::launch_env(&roster, &paths, &name)?;
-    // Until the container runs, a failed launch takes its tokens and broker files back.
-    let mut unwind = Unwind {
-        paths: &paths,
-        name: &name,
-        armed: true,
-    };
     spec.vault_env = vault.env;
     if let Some(broker) = &vault.broker {
         spec.extra_volumes.push(broker.volume());
@@ -141,12 +142,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for (key, value) in &args.env {
         container_env.insert(key.clone(), value.clone());
     }
+    let headless = super::headless::HeadlessOptions {
+        model: args.model.clone(),
+        max_turns: args.max_turns,
+        timeout: args.timeout,
+    };
+    if mode == Mode::Headless {
+        for warning in super::headless::line(&agent, &headless).1 {
+            eprintln!("warning: {warning}");
+        }
+    }
     let launch = LaunchSpec {
         name: name.clone(),
         image,
         agent: agent.name.clone(),
         mode,
-        command: command(mode, &agent, args.model.as_deref()),
+        command: command(mode, &agent, &headless),
         env: container_env,
         volumes: env.volumes,
         hardening,
@@ -167,7 +178,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     eprintln!("started {name} ({} on {})", agent.name, launch.image);
 
     match mode {
-        Mode::Headless => follow(&docker, &name).await,
+        Mode::Headless => {
+            let started = std::time::Instant::now();
+            let code = follow(&docker, &name).await?;
+            match args.timeout {
+                Some(limit) if super::headless::timed_out(limit, code, started.elapsed()) => {
+                    eprintln!("the agent was ended after its --timeout of {limit:?}");
+                    Ok(ExitCode::from(super::headless::TIMED_OUT))
+                }
+                _ => Ok(ExitCode::from(code)),
+            }
+        }
         Mode::Interactive => {
             println!("{name}");
             eprintln!("attach with:  podman exec -it {name} bash -l");
@@ -244,8 +265,8 @@ async fn start_broker(
         .context("the broker's start was cancelled")?
 }
 
-/// Streams the container's output to ours until it exits; its exit code becomes ours.
-async fn follow(docker: &Docker, name: &str) -> anyhow::Result<ExitCode> {
+/// Streams the container's output to ours until it exits; its exit code (which becomes ours).
+async fn follow(docker: &Docker, name: &str) -> anyhow::Result<u8> {
     use std::io::Write;
     let options = LogsOptionsBuilder::default()
         .follow(true)
@@ -271,7 +292,7 @@ async fn follow(docker: &Docker, name: &str) -> anyhow::Result<ExitCode> {
         Some(Err(e)) => return Err(e).context("cannot wait for the container"),
         None => bail!("the container {name} vanished before it exited"),
     };
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    Ok(u8::try_from(code).unwrap_or(1))
 }
 
 #[cfg(test)]

@@ -3,11 +3,13 @@
 //! # Layout
 //! - [`hardening`]: the default restrictions and what `--unrestricted` relaxes.
 //! - [`spec`]: one launch as a create body (labels, command, env, mounts).
+//! - [`headless`]: a headless run's command line and the overrides it takes.
 //! - [`launch`]: `run` (images, environment, host preparation, start, modes).
 //! - [`manage`]: `list` and `stop`, by label.
 //! - [`ownership`]: the mount directories given to the container user under rootful Podman.
 //! - [`credentials`]: a launch's vault tokens, minted and revoked.
 //! - [`broker`]: the container's vault broker (terok-sandbox's supervisor), started and ended.
+//! - [`doctor`]: `doctor`, checks of the host and a container with their fixes.
 //! - [`storage`]: `storage`, what tasks leave on disk.
 //! - [`vault_login`]: the host's side of an editor's login through the vault (the daemon's
 //!   vault access, and `acp connect <container> vault-login <agent>`).
@@ -16,7 +18,9 @@
 pub mod broker;
 pub mod cli;
 pub mod credentials;
+pub mod doctor;
 pub mod hardening;
+pub mod headless;
 pub mod launch;
 pub mod manage;
 pub mod ownership;
@@ -107,4 +111,41 @@ pub async fn run_storage(args: cli::ListArgs) -> anyhow::Result<ExitCode> {
         print!("{}", storage::render(&usage));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `terok-executor doctor`: exits 1 when a check failed.
+pub async fn run_doctor(args: cli::DoctorArgs) -> anyhow::Result<ExitCode> {
+    let paths = crate::launcher::paths::HostPaths::from_env();
+    let roster = crate::image::cli::load_roster()?;
+    let (docker, error) = match crate::podman::connect().await {
+        Ok(docker) => (Some(docker), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let mut checks = doctor::engine_checks(docker.as_ref(), error).await;
+    checks.extend(doctor::host_checks(&paths, &roster));
+    if let Some(name) = &args.container {
+        match &docker {
+            Some(docker) => {
+                checks.extend(doctor::container_checks(docker, name, &paths, &roster).await)
+            }
+            None => checks.push(doctor::Check {
+                name: "container",
+                verdict: doctor::Verdict::Skip,
+                detail: "the Podman API is needed to look inside".into(),
+                fix: String::new(),
+            }),
+        }
+    }
+    let (line, failed) = doctor::summary(&checks);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        print!("{}", doctor::render(&checks));
+        println!("{line}");
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -7,7 +7,8 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use indexmap::IndexMap;
 
 use super::hardening::Hardening;
-use crate::launcher::env::{Volume, CONTAINER_AGENT_CONFIG, CONTAINER_WORKSPACE};
+use super::headless::HeadlessOptions;
+use crate::launcher::env::{Volume, CONTAINER_WORKSPACE};
 use crate::launcher::roster::AgentProvider;
 
 /// Label on every container this tool starts; `list` and `stop` filter on it.
@@ -54,28 +55,13 @@ pub fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// The headless invocation of `agent`; the prompt is read from the agent config mount.
-pub fn headless_line(agent: &AgentProvider, model: Option<&str>) -> String {
-    let mut words: Vec<String> = vec![shell_quote(&agent.binary)];
-    if let Some(sub) = &agent.headless_subcommand {
-        words.push(shell_quote(sub));
-    }
-    words.extend(agent.auto_approve_flags.iter().map(|f| shell_quote(f)));
-    if let (Some(flag), Some(model)) = (&agent.model_flag, model) {
-        words.push(shell_quote(flag));
-        words.push(shell_quote(model));
-    }
-    if !agent.prompt_flag.is_empty() {
-        words.push(shell_quote(&agent.prompt_flag));
-    }
-    words.push(format!("\"$(cat {CONTAINER_AGENT_CONFIG}/prompt.txt)\""));
-    words.join(" ")
-}
-
 /// The container command: `bash -lc "init-ssh-and-repo.sh && …"`.
-pub fn command(mode: Mode, agent: &AgentProvider, model: Option<&str>) -> Vec<String> {
+pub fn command(mode: Mode, agent: &AgentProvider, headless: &HeadlessOptions) -> Vec<String> {
     let script = match mode {
-        Mode::Headless => format!("init-ssh-and-repo.sh && {}", headless_line(agent, model)),
+        Mode::Headless => format!(
+            "init-ssh-and-repo.sh && {}",
+            super::headless::line(agent, headless).0
+        ),
         Mode::Interactive | Mode::Acp => {
             format!("init-ssh-and-repo.sh && echo {READY_MARKER}; tail -f /dev/null")
         }
@@ -144,17 +130,8 @@ mod tests {
     }
 
     #[test]
-    fn headless_claude_reads_the_prompt_file() {
-        let line = headless_line(&provider("claude"), Some("opus"));
-        assert_eq!(
-            line,
-            "claude --model opus -p \"$(cat /home/dev/.terok/prompt.txt)\""
-        );
-    }
-
-    #[test]
     fn interactive_and_acp_stay_up() {
-        let cmd = command(Mode::Acp, &provider("claude"), None);
+        let cmd = command(Mode::Acp, &provider("claude"), &HeadlessOptions::default());
         assert_eq!(cmd[..2], ["bash", "-lc"]);
         assert_eq!(
             cmd[2],

@@ -235,6 +235,28 @@ impl LayeredConfig {
     }
 }
 
+/// Locations for a test: everything under `dir` (the config file `dir/config.yml`, the state
+/// root `dir/state`, terok-sandbox's runtime dir `dir/rt`).
+#[cfg(test)]
+pub(crate) fn temp_host_paths(dir: &Path) -> HostPaths {
+    let vars = FixedEnv {
+        vars: HashMap::from([
+            ("HOME".into(), dir.display().to_string()),
+            ("TEROK_ROOT".into(), dir.join("state").display().to_string()),
+            (
+                "TEROK_CONFIG_FILE".into(),
+                dir.join("config.yml").display().to_string(),
+            ),
+            (
+                "TEROK_SANDBOX_RUNTIME_DIR".into(),
+                dir.join("rt").display().to_string(),
+            ),
+        ]),
+        root: false,
+    };
+    HostPaths::resolve(&vars)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

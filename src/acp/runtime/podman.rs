@@ -379,7 +379,8 @@ pub fn parse_agents_label(label: &str) -> Vec<AgentName> {
     out
 }
 
-async fn exec_output(
+/// Runs `cmd` in `container`; its stdout and exit code.
+pub(crate) async fn exec_output(
     docker: &Docker,
     container: &str,
     cmd: Vec<String>,
