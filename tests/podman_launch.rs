@@ -718,3 +718,49 @@ async fn doctor_passes_a_healthy_container_and_names_the_fix_for_a_leak() {
     })
     .await;
 }
+
+/// The preflight: a missing image stops `run` before anything is created, with the fix; with
+/// `--yes` the same command builds it and runs.
+#[tokio::test]
+async fn preflight_names_a_missing_image_and_yes_builds_it() {
+    let Some(mut world) = World::new("preflight") else {
+        return;
+    };
+    with_timeout(async {
+        let templates = repo().join("tests/fixtures/images/templates");
+        let templates = templates.to_str().unwrap().to_owned();
+        let image_args = ["--family", "deb", "--templates", &templates, "--plain"];
+        let base_tag = world.base.replace(['/', ':'], "-");
+        world.images.push(format!("terok-l1-cli:{base_tag}-probe"));
+        world.images.push(format!("terok-l0:{base_tag}"));
+
+        let mut args = image_args.to_vec();
+        args.extend(["-p", "echo ran"]);
+        let (name, out) = world.run_probe("tx-preflight", &args).await;
+        assert_ne!(out.code, Some(0), "{out:?}");
+        assert!(
+            out.stderr
+                .contains(&format!("terok-l0:{base_tag} is missing"))
+                && out
+                    .stderr
+                    .contains(&format!("terok-l1-cli:{base_tag}-probe is missing"))
+                && out.stderr.contains("--yes")
+                && out
+                    .stderr
+                    .contains("1 requirement unmet; nothing was started"),
+            "{}",
+            out.stderr
+        );
+        let docker = world.docker().await;
+        let gone = docker.inspect_container(&name, None).await.unwrap_err();
+        assert!(terok_executor::podman::is_not_found(&gone), "{gone}");
+        assert!(!world.path(&format!("run/executor/{name}")).exists());
+
+        args.push("--yes");
+        let (_, out) = world.run_probe("tx-preflight-yes", &args).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert_eq!(out.stdout, "ran\n");
+        assert!(out.stderr.contains("STEP 1/"), "it built: {}", out.stderr);
+    })
+    .await;
+}

@@ -29,6 +29,9 @@ pub struct RunArgs {
     /// Headless runs: end the agent after this long (`90s`, `15m`, `2h`); the exit status is then 124.
     #[arg(long, value_name = "DURATION", requires = "prompt", value_parser = super::headless::parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// Fix what the preflight can: build missing or out-of-date images without asking.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
     /// Container name (default: terok-executor-<random id>).
     #[arg(long)]
     pub name: Option<String>,

@@ -74,20 +74,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // The name also names the ACP endpoint files; check it before anything is created.
     let endpoint = Endpoint::named(&name)?;
 
-    let docker = crate::podman::connect().await?;
-    let image = match &args.image {
-        Some(image) => image.clone(),
-        None => {
-            let selection = match &args.agents {
-                Some(raw) => Selection::parse(raw),
-                None => Selection::Names(vec![agent.name.clone()]),
-            };
-            let req = args.image_args.request(selection, false)?;
-            ensure_images(&docker, &roster, &req).await?.l1
-        }
-    };
-
     let paths = HostPaths::from_env();
+    let (docker, image) = preflight(&args, &roster, &agent.name, &paths).await?;
+
     let config_dir = agent_config_dir(&name);
     // Until the container runs, a failed launch takes back its task directory, tokens and
     // broker files.
@@ -223,6 +212,79 @@ pub async fn start(docker: &Docker, launch: &LaunchSpec) -> anyhow::Result<()> {
         return Err(e).with_context(|| format!("cannot start container {}", launch.name));
     }
     Ok(())
+}
+
+/// Checks what the launch needs, in order (see [`super::preflight`]), building images with
+/// `--yes` or when the user says so on a terminal. The engine and the image to run.
+async fn preflight(
+    args: &RunArgs,
+    roster: &crate::launcher::roster::Roster,
+    agent: &str,
+    paths: &HostPaths,
+) -> anyhow::Result<(Docker, String)> {
+    use super::preflight::Finding;
+    let mut findings = Vec::new();
+    let docker = match crate::podman::connect().await {
+        Ok(docker) => Some(docker),
+        Err(e) => {
+            findings.push(Finding::required(
+                "the Podman API cannot be reached",
+                e.to_string(),
+            ));
+            None
+        }
+    };
+    let mut image = None;
+    if let Some(docker) = &docker {
+        match &args.image {
+            Some(given) => match crate::image::build::image_exists(docker, given).await {
+                Ok(true) => image = Some(given.clone()),
+                Ok(false) => findings.push(Finding::required(
+                    format!("there is no image {given}"),
+                    "name an existing image, or leave --image out to build one",
+                )),
+                Err(e) => findings.push(Finding::required(
+                    format!("cannot look up {given}: {e}"),
+                    "",
+                )),
+            },
+            None => {
+                let selection = match &args.agents {
+                    Some(raw) => Selection::parse(raw),
+                    None => Selection::Names(vec![agent.to_owned()]),
+                };
+                let mut req = args.image_args.request(selection, false)?;
+                req.check_only = !args.yes;
+                match ensure_images(docker, roster, &req).await {
+                    Ok(set) => image = Some(set.l1),
+                    Err(crate::image::BuildError::NotBuilt { needed }) => {
+                        let what = needed
+                            .iter()
+                            .map(|(tag, why)| format!("{tag} is {why}"))
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        if super::preflight::ask_to_build(&what) {
+                            req.check_only = false;
+                            image = Some(ensure_images(docker, roster, &req).await?.l1);
+                        } else {
+                            findings.push(Finding::required(
+                                what,
+                                "run again with --yes to build it, or build it first with \
+                                 `terok-executor build` (same --base, --agents and --sources)",
+                            ));
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    findings.extend(super::preflight::vault_findings(paths, roster, agent));
+    super::preflight::report(&findings)?;
+    match (docker, image) {
+        (Some(docker), Some(image)) => Ok((docker, image)),
+        _ => bail!("the preflight found no image to run"),
+    }
 }
 
 /// Takes a launch's vault tokens and broker files back, and removes its task directory, when

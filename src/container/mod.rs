@@ -4,7 +4,8 @@
 //! - [`hardening`]: the default restrictions and what `--unrestricted` relaxes.
 //! - [`spec`]: one launch as a create body (labels, command, env, mounts).
 //! - [`headless`]: a headless run's command line and the overrides it takes.
-//! - [`launch`]: `run` (images, environment, host preparation, start, modes).
+//! - [`preflight`]: what `run` needs, checked in order before anything is created.
+//! - [`launch`]: `run` (preflight, environment, host preparation, start, modes).
 //! - [`manage`]: `list` and `stop`, by label.
 //! - [`ownership`]: the mount directories given to the container user under rootful Podman.
 //! - [`credentials`]: a launch's vault tokens, minted and revoked.
@@ -24,6 +25,7 @@ pub mod headless;
 pub mod launch;
 pub mod manage;
 pub mod ownership;
+pub mod preflight;
 pub mod spec;
 pub mod storage;
 pub mod vault_login;

@@ -35,6 +35,8 @@ pub struct BuildRequest {
     pub selection: Selection,
     /// Build even when the images exist, without the layer cache.
     pub rebuild: bool,
+    /// Only check: an image that would be built is an error ([`BuildError::NotBuilt`]).
+    pub check_only: bool,
     pub templates: Templates,
     /// How build output is shown (`None`: a status line when stderr is a terminal).
     pub display: Option<Display>,
@@ -50,6 +52,7 @@ impl BuildRequest {
             ca_certs: Vec::new(),
             selection,
             rebuild: false,
+            check_only: false,
             templates: Templates::bundled(),
             display: None,
         }
@@ -84,11 +87,21 @@ pub enum BuildError {
     Context(std::io::Error),
     #[error("cannot build {tag}: {message}")]
     Step { tag: String, message: String },
+    #[error("{}", describe_not_built(needed))]
+    NotBuilt { needed: Vec<(String, &'static str)> },
     #[error("Podman API error while building {tag}: {source}")]
     Api {
         tag: String,
         source: bollard::errors::Error,
     },
+}
+
+fn describe_not_built(needed: &[(String, &'static str)]) -> String {
+    let parts: Vec<String> = needed
+        .iter()
+        .map(|(tag, why)| format!("{tag} is {why}"))
+        .collect();
+    parts.join("; ")
 }
 
 /// Whether `image` exists in the local store.
@@ -170,6 +183,21 @@ pub async fn ensure_images(
             agents,
             built: false,
         });
+    }
+    if req.check_only {
+        let needed = [(&l0, &l0_label, have_l0), (&l1, &l1_label, have_l1)]
+            .into_iter()
+            .filter(|(_, _, fresh)| !fresh || req.rebuild)
+            .map(|(tag, label, _)| {
+                let why = if label.is_some() {
+                    "out of date"
+                } else {
+                    "missing"
+                };
+                (tag.clone(), why)
+            })
+            .collect();
+        return Err(BuildError::NotBuilt { needed });
     }
     for (tag, label, fresh) in [(&l0, &l0_label, have_l0), (&l1, &l1_label, have_l1)] {
         if label.is_some() && !fresh && !req.rebuild {

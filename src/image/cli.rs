@@ -70,6 +70,7 @@ impl ImageArgs {
                 .map_err(anyhow::Error::msg)?,
             selection,
             rebuild,
+            check_only: false,
             templates,
             display: self.plain.then_some(Display::Lines),
         })

@@ -1,0 +1,164 @@
+//! Preflight: what `run` needs, checked in order before anything is created.
+//!
+//! The order is the order of dependence: the Podman API, the images (or a build), the vault
+//! when the agent's provider is routed through it, the agent's credential. Each unmet
+//! requirement becomes one [`Finding`] with its fix; all of them are reported together, and the
+//! launch stops if any is required. Optional ones (the vault, a credential) say what going
+//! without them means, and the launch goes on. `--yes` fixes what can be fixed here: it builds
+//! missing or out-of-date images (on a terminal, `run` asks instead).
+
+use crate::launcher::paths::{HostPaths, LayeredConfig};
+use crate::launcher::roster::Roster;
+use crate::launcher::vault::db::{CredentialDb, DbError, DEFAULT_SET};
+use crate::launcher::vault::location::{services_mode, ServicesMode};
+use crate::launcher::vault::providers::provider_of;
+
+/// One unmet requirement or missing option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Whether the launch cannot go on without it.
+    pub required: bool,
+    pub what: String,
+    pub fix: String,
+}
+
+impl Finding {
+    pub fn required(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding {
+            required: true,
+            what: what.into(),
+            fix: fix.into(),
+        }
+    }
+
+    pub fn optional(what: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding {
+            required: false,
+            what: what.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// What the vault means for a launch of `agent`: nothing when its provider is not routed.
+pub fn vault_findings(paths: &HostPaths, roster: &Roster, agent: &str) -> Vec<Finding> {
+    if !roster.vault_routes().contains_key(agent) {
+        return Vec::new();
+    }
+    let provider = provider_of(agent);
+    let config = LayeredConfig::load(&paths.config_files);
+    let required = config
+        .value("vault", "required")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let finding = |what: String, fix: &str| Finding {
+        required,
+        what,
+        fix: fix.to_owned(),
+    };
+    let db = match CredentialDb::open_host(paths) {
+        Ok(db) => db,
+        Err(DbError::Missing(path)) => {
+            return vec![finding(
+                format!(
+                    "no vault at {}: {agent} gets no token and asks for its own login",
+                    path.display()
+                ),
+                "create the vault with terok-sandbox (`terok-sandbox setup`), then `terok-executor auth`",
+            )]
+        }
+        Err(e) => {
+            return vec![finding(
+                format!("the vault cannot be opened ({e}): {agent} gets no token"),
+                "set credentials.passphrase_command, or run `terok-sandbox vault unlock`",
+            )]
+        }
+    };
+    let mut out = Vec::new();
+    match db.list_credentials(DEFAULT_SET) {
+        Ok(stored) if stored.iter().any(|p| p == provider) => {}
+        Ok(_) => out.push(Finding::optional(
+            format!("the vault holds no {provider} credential: {agent} will ask for a login"),
+            format!(
+                "`terok-executor auth {agent}` (or, from the editor, the `{agent}:vault-login` method)"
+            ),
+        )),
+        Err(e) => out.push(finding(format!("cannot read the vault: {e}"), "check it with `terok-executor doctor`")),
+    }
+    if services_mode(&config).0 == ServicesMode::Socket {
+        if let Err(e) = super::broker::sandbox_command(&config) {
+            out.push(finding(
+                format!("{e:#}"),
+                "install terok-sandbox, or set vault.sandbox_command in the config",
+            ));
+        }
+    }
+    out
+}
+
+/// Prints the findings; an error when any is required (nothing has been created yet).
+pub fn report(findings: &[Finding]) -> anyhow::Result<()> {
+    for f in findings.iter().filter(|f| !f.required) {
+        eprintln!("note: {}\n      fix: {}", f.what, f.fix);
+    }
+    let unmet: Vec<&Finding> = findings.iter().filter(|f| f.required).collect();
+    if unmet.is_empty() {
+        return Ok(());
+    }
+    for f in &unmet {
+        eprintln!("error: {}\n       fix: {}", f.what, f.fix);
+    }
+    anyhow::bail!(
+        "{} requirement{} unmet; nothing was started",
+        unmet.len(),
+        if unmet.len() == 1 { "" } else { "s" }
+    )
+}
+
+/// Asks on the terminal whether to build; false when there is no terminal to ask on.
+pub fn ask_to_build(what: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return false;
+    }
+    eprint!("{what}. Build now? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim(), "y" | "Y" | "yes" | "Yes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::launcher::paths::temp_host_paths;
+    use crate::launcher::roster::load_roster;
+
+    #[test]
+    fn a_routed_agent_without_a_vault_is_a_note_unless_the_vault_is_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = temp_host_paths(dir.path());
+        let roster = load_roster(None).unwrap();
+        let found = vault_findings(&paths, &roster, "claude");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(!found[0].required);
+        assert!(found[0].what.contains("no vault") && found[0].fix.contains("terok-sandbox"));
+        assert!(
+            vault_findings(&paths, &roster, "gh").len() == 1,
+            "gh routes too"
+        );
+        assert!(
+            vault_findings(&paths, &roster, "toad").is_empty(),
+            "not routed"
+        );
+
+        std::fs::write(dir.path().join("config.yml"), "vault:\n  required: true\n").unwrap();
+        let found = vault_findings(&paths, &roster, "claude");
+        assert!(found[0].required, "{found:?}");
+        let err = report(&found).unwrap_err();
+        assert!(err.to_string().contains("1 requirement unmet"), "{err}");
+        assert!(report(&[Finding::optional("x", "y")]).is_ok());
+    }
+}
