@@ -46,6 +46,8 @@ pub enum Command {
     Stop(crate::container::cli::StopArgs),
     /// Show what tasks leave on disk and what removing orphaned task files would free.
     Storage(crate::container::cli::ListArgs),
+    /// Copy a directory or file (default: the workspace) out of a container.
+    Pull(crate::container::cli::PullArgs),
     /// Check the host (and a container) and say how to fix what is wrong.
     Doctor(crate::container::cli::DoctorArgs),
     /// Run the embedded fixture ACP agent (for tests, demos and benchmarks).
@@ -145,6 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(args) => tokio_runtime()?.block_on(crate::container::run_list(args)),
         Command::Stop(args) => tokio_runtime()?.block_on(crate::container::run_stop(args)),
         Command::Storage(args) => tokio_runtime()?.block_on(crate::container::run_storage(args)),
+        Command::Pull(args) => tokio_runtime()?.block_on(crate::container::run_pull(args)),
         Command::Doctor(args) => tokio_runtime()?.block_on(crate::container::run_doctor(args)),
         Command::FixtureAgent { args } => {
             let code = acp_fixtures::run(args);

@@ -764,3 +764,79 @@ async fn preflight_names_a_missing_image_and_yes_builds_it() {
     })
     .await;
 }
+
+/// A sealed run: no bind mounts (as Podman reports), the workspace and the agent config copied
+/// in, nothing written back to the host; `pull` brings what the agent wrote out, links as links.
+#[tokio::test]
+async fn a_sealed_run_has_no_bind_mounts_and_pull_brings_results_out() {
+    let Some(mut world) = World::new("sealed") else {
+        return;
+    };
+    with_timeout(async {
+        let out = world.build(&[]).await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        std::fs::write(world.path("workspace/hello.txt"), "from the host\n").unwrap();
+        let (name, out) = world
+            .run_probe(
+                "tx-sealed",
+                &[
+                    "--sealed",
+                    "-p",
+                    "cat /workspace/hello.txt; head -1 ~/.terok/instructions.md; id -un; \
+                     echo made > /workspace/out.txt; mkdir /workspace/sub; echo deep > /workspace/sub/d.txt; \
+                     ln -s /etc/hostname /workspace/link",
+                ],
+            )
+            .await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert_eq!(
+            out.stdout,
+            "from the host\n# Working in a terok container\ndev\n"
+        );
+        let docker = world.docker().await;
+        let inspect = docker.inspect_container(&name, None).await.unwrap();
+        let host = inspect.host_config.unwrap();
+        // Podman lists volumes among the binds too, by volume name: no host path may appear.
+        let binds = host.binds.unwrap_or_default();
+        assert!(
+            binds.iter().all(|b| !b.starts_with('/')),
+            "no host path is mounted: {binds:?}"
+        );
+        let mounts = inspect.mounts.unwrap_or_default();
+        assert!(!mounts.is_empty());
+        for mount in &mounts {
+            assert_eq!(
+                mount.typ.as_deref(),
+                Some("volume"),
+                "{mount:?}"
+            );
+        }
+        assert!(
+            !world.path("workspace/out.txt").exists(),
+            "nothing reaches the host"
+        );
+
+        let dest = world.path("pulled");
+        let out = world
+            .run(&["pull", &name, "/workspace", "--to", dest.to_str().unwrap()])
+            .await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert_eq!(std::fs::read_to_string(dest.join("out.txt")).unwrap(), "made\n");
+        assert_eq!(std::fs::read_to_string(dest.join("sub/d.txt")).unwrap(), "deep\n");
+        assert_eq!(
+            std::fs::read_to_string(dest.join("hello.txt")).unwrap(),
+            "from the host\n"
+        );
+        let link = std::fs::symlink_metadata(dest.join("link")).unwrap();
+        assert!(link.file_type().is_symlink(), "a link stays a link");
+        let again = world
+            .run(&["pull", &name, "/workspace", "--to", dest.to_str().unwrap()])
+            .await;
+        assert_ne!(again.code, Some(0));
+        assert!(again.stderr.contains("is not empty"), "{again:?}");
+        let missing = world.run(&["pull", &name, "/no/such/path"]).await;
+        assert_ne!(missing.code, Some(0));
+        assert!(missing.stderr.contains("/no/such/path"), "{missing:?}");
+    })
+    .await;
+}

@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// Headless runs: end the agent after this long (`90s`, `15m`, `2h`); the exit status is then 124.
     #[arg(long, value_name = "DURATION", requires = "prompt", value_parser = super::headless::parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// No bind mounts: copy the workspace, the agent config and the shared config files in
+    /// before the start (`terok-executor pull` copies results out).
+    #[arg(long)]
+    pub sealed: bool,
     /// Fix what the preflight can: build missing or out-of-date images without asking.
     #[arg(short = 'y', long)]
     pub yes: bool,
@@ -122,4 +126,18 @@ pub struct DoctorArgs {
     /// Print JSON instead of lines.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `terok-executor pull`.
+#[derive(Debug, Clone, Args)]
+pub struct PullArgs {
+    /// The container.
+    pub container: String,
+    /// What to copy out (a directory or a file in the container).
+    #[arg(default_value = "/workspace")]
+    pub path: String,
+    /// Where to put it on the host: a directory that does not exist yet or is empty
+    /// (default: `./<container>-<last part of PATH>`).
+    #[arg(long)]
+    pub to: Option<PathBuf>,
 }

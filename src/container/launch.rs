@@ -96,7 +96,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut spec = ContainerEnvSpec::new(&task_id, &agent.name, &workspace, &paths.mounts_dir);
     spec.timezone = detect_host_timezone();
     spec.agent_config_dir = Some(config_dir.clone());
-    let vault = super::credentials::launch_env(&roster, &paths, &name)?;
+    let mut vault = super::credentials::launch_env(&roster, &paths, &name)?;
+    if args.sealed && vault.broker.take().is_some() {
+        // Its socket would need a bind mount; the tokens reach a broker only in TCP mode.
+        eprintln!("note: a sealed container gets no vault broker (its socket needs a mount)");
+    }
     spec.vault_env = vault.env;
     if let Some(broker) = &vault.broker {
         spec.extra_volumes.push(broker.volume());
@@ -150,6 +154,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         env: container_env,
         volumes: env.volumes,
         hardening,
+        sealed: args.sealed,
     };
     start(&docker, &launch).await?;
     unwind.armed = false;
@@ -198,7 +203,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Creates and starts the container; a container that fails to start is removed.
+/// Creates the container, copies a sealed one's files in, and starts it; a container that fails
+/// to start is removed.
 pub async fn start(docker: &Docker, launch: &LaunchSpec) -> anyhow::Result<()> {
     let options = CreateContainerOptionsBuilder::default()
         .name(&launch.name)
@@ -207,6 +213,14 @@ pub async fn start(docker: &Docker, launch: &LaunchSpec) -> anyhow::Result<()> {
         .create_container(Some(options), launch.create_body())
         .await
         .with_context(|| format!("cannot create container {}", launch.name))?;
+    if launch.sealed {
+        let uploads = super::sealed::uploads_for(&launch.volumes);
+        let owner = (u64::from(CONTAINER_UID), u64::from(CONTAINER_GID));
+        if let Err(e) = super::sealed::upload_all(docker, &launch.name, &uploads, owner).await {
+            let _ = super::manage::remove(docker, &launch.name).await;
+            return Err(e);
+        }
+    }
     if let Err(e) = docker.start_container(&launch.name, None).await {
         let _ = super::manage::remove(docker, &launch.name).await;
         return Err(e).with_context(|| format!("cannot start container {}", launch.name));

@@ -11,6 +11,7 @@
 //! - [`credentials`]: a launch's vault tokens, minted and revoked.
 //! - [`broker`]: the container's vault broker (terok-sandbox's supervisor), started and ended.
 //! - [`doctor`]: `doctor`, checks of the host and a container with their fixes.
+//! - [`sealed`]: sealed containers (copied in, no bind mounts) and `pull`.
 //! - [`storage`]: `storage`, what tasks leave on disk.
 //! - [`vault_login`]: the host's side of an editor's login through the vault (the daemon's
 //!   vault access, and `acp connect <container> vault-login <agent>`).
@@ -26,6 +27,7 @@ pub mod launch;
 pub mod manage;
 pub mod ownership;
 pub mod preflight;
+pub mod sealed;
 pub mod spec;
 pub mod storage;
 pub mod vault_login;
@@ -150,4 +152,25 @@ pub async fn run_doctor(args: cli::DoctorArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `terok-executor pull`.
+pub async fn run_pull(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
+    let docker = crate::podman::connect().await?;
+    let last = std::path::Path::new(&args.path)
+        .file_name()
+        .map_or_else(|| "root".to_owned(), |n| n.to_string_lossy().into_owned());
+    let dest = args
+        .to
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(format!("{}-{last}", args.container)));
+    let count = sealed::pull(&docker, &args.container, &args.path, &dest).await?;
+    eprintln!(
+        "copied {count} entries of {}:{} to {}",
+        args.container,
+        args.path,
+        dest.display()
+    );
+    println!("{}", dest.display());
+    Ok(ExitCode::SUCCESS)
 }

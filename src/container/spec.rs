@@ -80,6 +80,8 @@ pub struct LaunchSpec {
     pub env: IndexMap<String, String>,
     pub volumes: Vec<Volume>,
     pub hardening: Hardening,
+    /// No bind mounts: `volumes` are copied in instead, the workspace on its own volume.
+    pub sealed: bool,
 }
 
 impl LaunchSpec {
@@ -95,10 +97,13 @@ impl LaunchSpec {
     /// The API's create body.
     pub fn create_body(&self) -> ContainerCreateBody {
         let mut host = HostConfig {
-            binds: Some(self.volumes.iter().map(Volume::to_mount_arg).collect()),
+            binds: (!self.sealed).then(|| self.volumes.iter().map(Volume::to_mount_arg).collect()),
             ..Default::default()
         };
         self.hardening.apply(&mut host);
+        if self.sealed {
+            super::sealed::add_workspace_volume(&mut host);
+        }
         ContainerCreateBody {
             image: Some(self.image.clone()),
             cmd: Some(self.command.clone()),
@@ -154,6 +159,7 @@ mod tests {
                 crate::launcher::env::Sharing::Private,
             )],
             hardening: Hardening::restricted(false),
+            sealed: false,
         };
         let body = spec.create_body();
         let labels = body.labels.unwrap();
@@ -165,5 +171,20 @@ mod tests {
         assert_eq!(host.binds.unwrap(), ["/w:/workspace:Z"]);
         assert_eq!(host.readonly_rootfs, Some(true));
         assert_eq!(body.working_dir.as_deref(), Some("/workspace"));
+
+        let sealed = LaunchSpec {
+            sealed: true,
+            ..spec
+        }
+        .create_body();
+        let host = sealed.host_config.unwrap();
+        assert_eq!(host.binds, None, "no bind mounts");
+        let targets: Vec<_> = host
+            .mounts
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| m.target)
+            .collect();
+        assert_eq!(targets, ["/home/dev", "/workspace"]);
     }
 }
