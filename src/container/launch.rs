@@ -99,6 +99,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut vault = super::credentials::launch_env(&roster, &paths, &name)?;
     if args.sealed && vault.broker.take().is_some() {
         // Its socket would need a bind mount; the tokens reach a broker only in TCP mode.
+        super::broker::retire(&paths, &name);
         eprintln!("note: a sealed container gets no vault broker (its socket needs a mount)");
     }
     spec.vault_env = vault.env;
