@@ -197,14 +197,19 @@ async fn with_timeout(test: impl std::future::Future<Output = ()>) {
 
 /// Runs `cmd` in `image` with the Podman CLI and returns its stdout.
 fn podman_run(world: &World, image: &str, script: &str) -> String {
+    podman(world, &["run", "--rm", image, "sh", "-c", script])
+}
+
+/// Runs the Podman CLI with this world's variables; its stdout (a failure fails the test).
+fn podman(world: &World, args: &[&str]) -> String {
     let out = std::process::Command::new("podman")
-        .args(["run", "--rm", image, "sh", "-c", script])
+        .args(args)
         .envs(&world.vars)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "podman run: {}",
+        "podman {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -622,7 +627,8 @@ async fn run_mints_vault_tokens_and_stop_revokes_them() {
         let task = usage(&world.run(&["storage", "--json"]).await);
         assert_eq!(task["container_exists"], true, "{task}");
         assert!(task["bytes"].as_u64().unwrap() > 0, "{task}");
-        docker_rm(&world, &orphan);
+        // Removed with the Podman CLI, as a user might, without `stop`.
+        podman(&world, &["rm", "-f", "-t", "0", &orphan]);
         let out = world.run(&["storage", "--json"]).await;
         let task = usage(&out);
         assert_eq!(task["container_exists"], false, "{task}");
@@ -632,20 +638,6 @@ async fn run_mints_vault_tokens_and_stop_revokes_them() {
         assert!(table.stdout.contains("gone (reclaimable)"), "{table:?}");
     })
     .await;
-}
-
-/// Removes container `name` with the Podman CLI, as a user might, without `stop`.
-fn docker_rm(world: &World, name: &str) {
-    let out = std::process::Command::new("podman")
-        .args(["rm", "-f", "-t", "0", name])
-        .envs(&world.vars)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `doctor` on a healthy container passes; with a real-looking credential file in a shared

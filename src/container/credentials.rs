@@ -37,8 +37,14 @@ pub fn vault_required(paths: &HostPaths) -> bool {
         .unwrap_or(false)
 }
 
-/// Mints container `name`'s tokens and prepares the broker that will serve them.
-pub fn launch_env(roster: &Roster, paths: &HostPaths, name: &str) -> anyhow::Result<VaultLaunch> {
+/// Mints container `name`'s tokens and prepares the broker that will serve them, in `opened`
+/// when the vault is open already.
+pub fn launch_env(
+    roster: &Roster,
+    paths: &HostPaths,
+    name: &str,
+    opened: Option<CredentialDb>,
+) -> anyhow::Result<VaultLaunch> {
     let config = LayeredConfig::load(&paths.config_files);
     let required = vault_required(paths);
     let give_up = |e: anyhow::Error| {
@@ -49,7 +55,7 @@ pub fn launch_env(roster: &Roster, paths: &HostPaths, name: &str) -> anyhow::Res
             Ok(VaultLaunch::default())
         }
     };
-    let db = match CredentialDb::open_host(paths) {
+    let db = match opened.map_or_else(|| CredentialDb::open_host(paths), Ok) {
         Ok(db) => db,
         Err(DbError::Missing(_)) if !required => return Ok(VaultLaunch::default()),
         Err(e) => return give_up(e.into()),

@@ -75,7 +75,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let endpoint = Endpoint::named(&name)?;
 
     let paths = HostPaths::from_env();
-    let (docker, image) = preflight(&args, &roster, &agent.name, &paths).await?;
+    let (docker, image, vault_db) = preflight(&args, &roster, &agent.name, &paths).await?;
 
     let config_dir = agent_config_dir(&name);
     // Until the container runs, a failed launch takes back its task directory, tokens and
@@ -96,7 +96,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut spec = ContainerEnvSpec::new(&task_id, &agent.name, &workspace, &paths.mounts_dir);
     spec.timezone = detect_host_timezone();
     spec.agent_config_dir = Some(config_dir.clone());
-    let mut vault = super::credentials::launch_env(&roster, &paths, &name)?;
+    let mut vault = super::credentials::launch_env(&roster, &paths, &name, vault_db)?;
     if args.sealed && vault.broker.take().is_some() {
         // Its socket would need a bind mount; the tokens reach a broker only in TCP mode.
         super::broker::retire(&paths, &name);
@@ -230,13 +230,18 @@ pub async fn start(docker: &Docker, launch: &LaunchSpec) -> anyhow::Result<()> {
 }
 
 /// Checks what the launch needs, in order (see [`super::preflight`]), building images with
-/// `--yes` or when the user says so on a terminal. The engine and the image to run.
+/// `--yes` or when the user says so on a terminal. The engine, the image to run, and the vault
+/// when the check opened it.
 async fn preflight(
     args: &RunArgs,
     roster: &crate::launcher::roster::Roster,
     agent: &str,
     paths: &HostPaths,
-) -> anyhow::Result<(Docker, String)> {
+) -> anyhow::Result<(
+    Docker,
+    String,
+    Option<crate::launcher::vault::db::CredentialDb>,
+)> {
     use super::preflight::Finding;
     let mut findings = Vec::new();
     let docker = match crate::podman::connect().await {
@@ -294,10 +299,11 @@ async fn preflight(
             }
         }
     }
-    findings.extend(super::preflight::vault_findings(paths, roster, agent));
+    let (vault_findings, vault_db) = super::preflight::vault_check(paths, roster, agent);
+    findings.extend(vault_findings);
     super::preflight::report(&findings)?;
     match (docker, image) {
-        (Some(docker), Some(image)) => Ok((docker, image)),
+        (Some(docker), Some(image)) => Ok((docker, image, vault_db)),
         _ => bail!("the preflight found no image to run"),
     }
 }

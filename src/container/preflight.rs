@@ -42,8 +42,18 @@ impl Finding {
 
 /// What the vault means for a launch of `agent`: nothing when its provider is not routed.
 pub fn vault_findings(paths: &HostPaths, roster: &Roster, agent: &str) -> Vec<Finding> {
+    vault_check(paths, roster, agent).0
+}
+
+/// [`vault_findings`], and the vault when it was opened (so the launch need not unlock it, and
+/// run its passphrase command, a second time).
+pub fn vault_check(
+    paths: &HostPaths,
+    roster: &Roster,
+    agent: &str,
+) -> (Vec<Finding>, Option<CredentialDb>) {
     if !roster.vault_routes().contains_key(agent) {
-        return Vec::new();
+        return (Vec::new(), None);
     }
     let provider = provider_of(agent);
     let config = LayeredConfig::load(&paths.config_files);
@@ -59,19 +69,21 @@ pub fn vault_findings(paths: &HostPaths, roster: &Roster, agent: &str) -> Vec<Fi
     let db = match CredentialDb::open_host(paths) {
         Ok(db) => db,
         Err(DbError::Missing(path)) => {
-            return vec![finding(
+            let found = vec![finding(
                 format!(
                     "no vault at {}: {agent} gets no token and asks for its own login",
                     path.display()
                 ),
                 "create the vault with terok-sandbox (`terok-sandbox setup`), then `terok-executor auth`",
-            )]
+            )];
+            return (found, None);
         }
         Err(e) => {
-            return vec![finding(
+            let found = vec![finding(
                 format!("the vault cannot be opened ({e}): {agent} gets no token"),
                 "set credentials.passphrase_command, or run `terok-sandbox vault unlock`",
-            )]
+            )];
+            return (found, None);
         }
     };
     let mut out = Vec::new();
@@ -93,7 +105,7 @@ pub fn vault_findings(paths: &HostPaths, roster: &Roster, agent: &str) -> Vec<Fi
             ));
         }
     }
-    out
+    (out, Some(db))
 }
 
 /// Prints the findings; an error when any is required (nothing has been created yet).
