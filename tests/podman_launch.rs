@@ -583,6 +583,26 @@ async fn run_mints_vault_tokens_and_stop_revokes_them() {
         assert_eq!(out.code, Some(0), "{out:?}");
         assert_eq!(py(&format!("print(json.dumps(db.lookup_token('{token}')))")), "null");
 
+        // Sealed, in socket mode: no broker could serve tokens, so there are none.
+        let (sealed, out) = world
+            .run_probe(
+                "tx-vault-sealed",
+                &["--sealed", "-p", "echo key=${ANTHROPIC_API_KEY:-none}"],
+            )
+            .await;
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert_eq!(out.stdout, "key=none\n");
+        assert!(
+            out.stderr
+                .contains("a sealed container gets no vault tokens in socket mode"),
+            "{}",
+            out.stderr
+        );
+        let count = format!(
+            "print(db._conn.execute(\"SELECT count(*) FROM proxy_tokens WHERE subject = '{sealed}'\").fetchone()[0])"
+        );
+        assert_eq!(py(&count), "0", "its tokens are revoked");
+
         // vault.required: no broker is an error, and the launch takes its token back.
         std::fs::write(world.path("config/config.yml"), format!("{config}  required: true\n")).unwrap();
         let strict = format!("tx-vault-strict-{}", std::process::id());

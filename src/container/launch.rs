@@ -97,10 +97,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     spec.timezone = detect_host_timezone();
     spec.agent_config_dir = Some(config_dir.clone());
     let mut vault = super::credentials::launch_env(&roster, &paths, &name, vault_db)?;
-    if args.sealed && vault.broker.take().is_some() {
-        // Its socket would need a bind mount; the tokens reach a broker only in TCP mode.
-        super::broker::retire(&paths, &name);
-        eprintln!("note: a sealed container gets no vault broker (its socket needs a mount)");
+    let socket_mode = vault
+        .env
+        .iter()
+        .any(|(k, _)| k == "TEROK_VAULT_LOOPBACK_PORT");
+    if args.sealed && socket_mode {
+        vault.broker = None;
+        // The broker's socket would need a bind mount, and tokens no broker serves are useless
+        // (the bridge would only wait for them): in socket mode a sealed container gets none.
+        super::credentials::revoke(&paths, &name);
+        vault.env.clear();
+        eprintln!(
+            "note: a sealed container gets no vault tokens in socket mode (the broker's socket \
+             would need a mount; TCP mode serves them)"
+        );
     }
     spec.vault_env = vault.env;
     if let Some(broker) = &vault.broker {
