@@ -39,6 +39,109 @@ pub fn write_private(path: &Path, contents: &[u8], mode: u32) -> std::io::Result
     write_atomic(path, contents, mode)
 }
 
+/// The largest file [`read_in_tree`] reads.
+pub const TREE_FILE_LIMIT: u64 = 1 << 20;
+
+/// Reads `rel` under `root` when it is a regular file reached without following a symbolic
+/// link at any step below `root`, and at most [`TREE_FILE_LIMIT`] bytes. `Ok(None)` when it is
+/// absent.
+///
+/// For files in a workspace the agent can write: a link planted there must not make the host
+/// read (and hand to the next container) a file from outside the tree.
+pub fn read_in_tree(root: &Path, rel: &Path) -> std::io::Result<Option<String>> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut path = root.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        let std::path::Component::Normal(part) = part else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "not a plain relative path",
+            ));
+        };
+        path.push(part);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let last = i + 1 == parts.len();
+        if meta.file_type().is_symlink() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{} is a symbolic link", path.display()),
+            ));
+        }
+        if !last && !meta.is_dir() {
+            return Ok(None);
+        }
+        if last && !meta.is_file() {
+            // A FIFO would block the read; a device is never an instructions file.
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(&path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    if meta.len() > TREE_FILE_LIMIT {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} is larger than {TREE_FILE_LIMIT} bytes", path.display()),
+        ));
+    }
+    let mut text = String::new();
+    file.take(TREE_FILE_LIMIT + 1).read_to_string(&mut text)?;
+    Ok(Some(text))
+}
+
+/// The names of the regular files in `rel` under `root` (not followed through links, as
+/// [`read_in_tree`]), sorted; empty when the directory is absent.
+pub fn list_in_tree(root: &Path, rel: &Path) -> std::io::Result<Vec<String>> {
+    use std::io::{Error, ErrorKind};
+    let mut path = root.to_path_buf();
+    for part in rel.components() {
+        let std::path::Component::Normal(part) = part else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "not a plain relative path",
+            ));
+        };
+        path.push(part);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("{} is a symbolic link", path.display()),
+                ))
+            }
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Ok(Vec::new()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        }
+    }
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&path)? {
+        let entry = entry?;
+        if let Some(name) = entry.file_name().to_str() {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +163,54 @@ mod tests {
             1,
             "no temporary file is left"
         );
+    }
+
+    #[test]
+    fn tree_reads_refuse_links_and_special_files() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "key").unwrap();
+        std::fs::create_dir(root.path().join(".terok")).unwrap();
+        std::fs::write(root.path().join(".terok/a.md"), "text").unwrap();
+        let rel = |p: &str| Path::new(p).to_path_buf();
+        assert_eq!(
+            read_in_tree(root.path(), &rel(".terok/a.md"))
+                .unwrap()
+                .as_deref(),
+            Some("text")
+        );
+        assert_eq!(
+            read_in_tree(root.path(), &rel(".terok/none.md")).unwrap(),
+            None
+        );
+        assert_eq!(
+            read_in_tree(root.path(), &rel("absent/a.md")).unwrap(),
+            None
+        );
+        // A link as the file, or as a directory on the way, is refused.
+        std::os::unix::fs::symlink(
+            outside.path().join("secret"),
+            root.path().join(".terok/l.md"),
+        )
+        .unwrap();
+        assert!(read_in_tree(root.path(), &rel(".terok/l.md")).is_err());
+        std::os::unix::fs::symlink(outside.path(), root.path().join("linked")).unwrap();
+        assert!(read_in_tree(root.path(), &rel("linked/secret")).is_err());
+        assert!(list_in_tree(root.path(), &rel("linked")).is_err());
+        // A FIFO does not block the read.
+        nix::unistd::mkfifo(
+            &root.path().join(".terok/fifo.md"),
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        )
+        .unwrap();
+        assert!(read_in_tree(root.path(), &rel(".terok/fifo.md")).is_err());
+        assert!(read_in_tree(root.path(), &rel("../x")).is_err());
+        assert_eq!(
+            list_in_tree(root.path(), &rel(".terok")).unwrap(),
+            ["a.md", "fifo.md", "l.md"]
+        );
+        assert!(list_in_tree(root.path(), &rel("nowhere"))
+            .unwrap()
+            .is_empty());
     }
 }

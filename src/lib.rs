@@ -16,14 +16,18 @@
 //!   - [`acp::server`], [`acp::daemon`]: state shared by a daemon's connections; the socket
 //!     lifecycle around them.
 //!   - [`acp::vault_login`]: the editor's login through the host's vault, as ACP terminal auth.
+//!   - [`acp::session_defaults`]: the `_meta` defaults (a task's instructions and sub-agents)
+//!     the daemon adds to the sessions it opens at an agent.
 //! - [`image`]: the L0/L1 agent images: tags, package sources, Dockerfile templates, build
 //!   context, build.
 //! - [`container`]: hardened agent containers: `run`, `list`, `stop`, and each container's vault
 //!   broker and tokens.
-//! - [`launcher`]: agent roster, vault files and container environment assembly.
+//! - [`launcher`]: agent roster, vault files, container environment assembly, and the agent
+//!   config directory (instructions, sub-agents, shell functions).
 //! - [`cli`], [`demo`], [`logging`]: the command line, the embedded demo, stderr logging.
 //! - [`podman`]: reaching Podman's API socket.
-//! - [`fsutil`]: atomic file writes.
+//! - [`fsutil`]: atomic file writes, and reads from a tree without following links.
+//! - [`shell`]: quoting words for a POSIX shell.
 #![forbid(unsafe_code)]
 
 pub mod acp;
@@ -35,3 +39,4 @@ pub mod image;
 pub mod launcher;
 pub mod logging;
 pub mod podman;
+pub mod shell;

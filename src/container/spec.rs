@@ -43,17 +43,7 @@ impl Mode {
     }
 }
 
-/// Quotes `word` for a POSIX shell.
-pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
-    {
-        return word.to_owned();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
+pub use crate::shell::quote as shell_quote;
 
 /// The container command: `bash -lc "init-ssh-and-repo.sh && …"`.
 pub fn command(mode: Mode, agent: &AgentProvider, headless: &HeadlessOptions) -> Vec<String> {

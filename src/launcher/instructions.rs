@@ -32,7 +32,12 @@ pub const PROJECT_FILE: &str = ".terok/instructions.md";
 /// workspace.
 pub fn for_launch(config_files: &[impl AsRef<Path>], agent: &str, workspace: &Path) -> String {
     let layered = merged_setting(config_files);
-    let project = std::fs::read_to_string(workspace.join(PROJECT_FILE)).ok();
+    // The agent can write the workspace: a link there must not pull in a host file.
+    let project =
+        crate::fsutil::read_in_tree(workspace, Path::new(PROJECT_FILE)).unwrap_or_else(|e| {
+            tracing::warn!("the project's instructions are skipped: {e}");
+            None
+        });
     resolve(layered.as_ref(), agent, project.as_deref())
 }
 
