@@ -178,6 +178,17 @@ async fn run_acp(args: AcpArgs) -> anyhow::Result<ExitCode> {
     let runtime = make_runtime(args.runtime, &container).await?;
     let mut config = ProxyConfig::from_env();
     config.vault = daemon_vault(args.runtime, &container);
+    // The task's agent config: `TEROK_ACP_AGENT_CONFIG`, else the container's task directory.
+    let agent_config = match std::env::var_os("TEROK_ACP_AGENT_CONFIG") {
+        Some(dir) => Some(std::path::PathBuf::from(dir)),
+        None if matches!(args.runtime, RuntimeKind::Podman) => {
+            Some(crate::container::launch::agent_config_dir(&container))
+        }
+        None => None,
+    };
+    if let Some(dir) = agent_config {
+        config.session_defaults = crate::launcher::agent_config::session_defaults(&dir);
+    }
     match daemon::run(runtime, &socket, config).await? {
         Outcome::AlreadyServed | Outcome::Stopped => Ok(ExitCode::SUCCESS),
     }

@@ -352,7 +352,15 @@ async fn run_headless_acp_list_and_stop_with_hardening() {
         let docker = world.docker().await;
         let base = world.base.clone();
 
-        // Headless: the agent's output and exit code (the probe agent is `sh -c <prompt>`).
+        // Headless: the agent's output and exit code (the probe agent is `sh -c <prompt>`). The
+        // agent config directory holds the wrapper file and the project's sub-agents (the
+        // functions themselves run in the real image: tests/real_images.rs).
+        std::fs::create_dir_all(world.path("workspace/.terok/agents")).unwrap();
+        std::fs::write(
+            world.path("workspace/.terok/agents/helper.md"),
+            "---\ndescription: helps\n---\nHelp.\n",
+        )
+        .unwrap();
         let (headless, out) = world
             .run_probe(
                 "tx-headless",
@@ -360,7 +368,9 @@ async fn run_headless_acp_list_and_stop_with_hardening() {
                     "-p",
                     "echo out-$(id -un); cat /etc/terok/installed.env; echo x > /workspace/made-here; \
                      touch /usr/nope 2>/dev/null || echo ro-root; touch /tmp/t ~/h && echo writable; \
-                     grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status; exit 7",
+                     grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status; \
+                     grep -o '\"prompt\":\"Help.\"' ~/.terok/agents.json; \
+                     test -s ~/.terok/terok-executor.sh && echo wrappers; exit 7",
                 ],
             )
             .await;
@@ -368,7 +378,8 @@ async fn run_headless_acp_list_and_stop_with_hardening() {
         assert_eq!(
             out.stdout,
             "out-dev\nTEROK_INSTALLED_AGENTS=probe\nro-root\nwritable\n\
-             CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nNoNewPrivs:\t1\n"
+             CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nNoNewPrivs:\t1\n\
+             \"prompt\":\"Help.\"\nwrappers\n"
         );
         assert!(
             world.path("workspace/made-here").exists(),

@@ -424,3 +424,64 @@ async fn probe_sessions_are_closed_when_the_agent_supports_it() {
         .await;
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn claude_sessions_carry_the_tasks_instructions_and_subagents() {
+    let agents = two_agents();
+    // A task's agent config directory, as `run` prepares it.
+    let task = tempfile::tempdir().unwrap();
+    std::fs::write(task.path().join("instructions.md"), "Task rules.\n").unwrap();
+    std::fs::write(
+        task.path().join("agents.json"),
+        r#"{"reviewer":{"description":"reviews","prompt":"Review."}}"#,
+    )
+    .unwrap();
+    let config = terok_executor::acp::server::ProxyConfig {
+        session_defaults: terok_executor::launcher::agent_config::session_defaults(task.path()),
+        ..Default::default()
+    };
+    let proxy = Proxy::start_with(&agents, config).await;
+    let mut client = proxy.connect().await;
+    client.initialize().await;
+    let (sid, _) = client.new_session().await;
+    client.pick(&sid, "claude:opus").await;
+    client.prompt(&sid, "hi").await;
+    // The client's own `_meta` wins where it says something.
+    let mine = client
+        .call(
+            "session/new",
+            json!({"cwd": "/tmp", "mcpServers": [], "_meta": {"systemPrompt": "mine"}}),
+        )
+        .await;
+    let mine = mine["sessionId"].as_str().unwrap().to_owned();
+    client.pick(&mine, "claude:sonnet").await;
+    client.prompt(&mine, "hi").await;
+    client.pick(&sid, "codex:gpt-5").await;
+    client.prompt(&sid, "and codex").await;
+
+    let opened = agents.received_method("claude", "session/new");
+    assert!(opened.len() >= 2, "{opened:?}");
+    for frame in &opened {
+        let meta = &frame["params"]["_meta"];
+        assert_eq!(
+            meta["claudeCode"]["options"]["agents"]["reviewer"]["prompt"], "Review.",
+            "every claude session, probes and spares too: {frame}"
+        );
+    }
+    let prompts: Vec<&Value> = opened
+        .iter()
+        .map(|f| &f["params"]["_meta"]["systemPrompt"])
+        .collect();
+    assert!(
+        prompts.contains(&&json!({"append": "Task rules."})),
+        "{prompts:?}"
+    );
+    assert!(prompts.contains(&&json!("mine")), "{prompts:?}");
+    for frame in agents.received_method("codex", "session/new") {
+        assert!(
+            frame["params"].get("_meta").is_none(),
+            "codex gets none: {frame}"
+        );
+    }
+    proxy.stop().await;
+}

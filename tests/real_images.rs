@@ -106,6 +106,19 @@ impl World {
         )
     }
 
+    /// An editor on `acp connect <name>`: the bridge process and the client over its stdio.
+    fn editor(&self, name: &str) -> (tokio::process::Child, Client) {
+        let mut bridge = self
+            .cmd(&["acp", "connect", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let editor = Client::over(bridge.stdout.take().unwrap(), bridge.stdin.take().unwrap());
+        (bridge, editor)
+    }
+
     fn podman(&self, args: &[&str]) -> std::process::Output {
         std::process::Command::new("podman")
             .args(args)
@@ -306,14 +319,7 @@ async fn real_adapters_in_a_hardened_container_serve_an_editor() {
     assert!(hardening.contains("no-new-privileges"), "{hardening}");
 
     // An editor through `acp connect`.
-    let mut bridge = world
-        .cmd(&["acp", "connect", &name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut editor = Client::over(bridge.stdout.take().unwrap(), bridge.stdin.take().unwrap());
+    let (mut bridge, mut editor) = world.editor(&name);
 
     // initialize lists codex's own login methods under its name.
     let init = editor
@@ -566,6 +572,20 @@ async fn a_request_from_inside_reaches_the_upstream_with_the_real_key() {
     routes["anthropic"]["upstream"] = json!(format!("http://127.0.0.1:{upstream}"));
     std::fs::write(&routes_path, routes.to_string()).unwrap();
 
+    // The project's own instructions and a sub-agent: the model's requests must carry both,
+    // from the shell function and from the ACP adapter.
+    std::fs::create_dir_all(world.path("workspace/.terok/agents")).unwrap();
+    std::fs::write(
+        world.path("workspace/.terok/instructions.md"),
+        "PROJECT-INSTRUCTIONS-MARK\n",
+    )
+    .unwrap();
+    std::fs::write(
+        world.path("workspace/.terok/agents/zebra-checker.md"),
+        "---\ndescription: Checks zebras (SUBAGENT-MARK)\ntools: Read\n---\nYou check zebras.\n",
+    )
+    .unwrap();
+
     let name = format!("terok-vault-{}", std::process::id());
     world.containers.push(name.clone());
     let (code, stdout, stderr) = world
@@ -671,6 +691,90 @@ async fn a_request_from_inside_reaches_the_upstream_with_the_real_key() {
         !stdout.contains(token) && !stdout.contains(key),
         "no secret in doctor's output"
     );
+
+    // The shell function: claude refuses its login subcommand, and a headless run reaches the
+    // model (the mock) with the task's instructions and sub-agent; Claude's session hook
+    // records the session for a resume.
+    let out = world.podman(&[
+        "exec",
+        "-e",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+        &name,
+        "bash",
+        "-lc",
+        "cd /workspace; type -t claude; claude setup-token 2>&1; \
+         claude --terok-timeout 120 -p 'say hi' >/dev/null 2>&1; cat ~/.terok/claude-session.txt",
+    ]);
+    let inside = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines[0], "function", "{inside}");
+    assert!(
+        lines[1].contains("not available in a terok container")
+            && lines[2].contains("terok-executor auth claude"),
+        "{inside}"
+    );
+    let session_id = lines.get(3).copied().unwrap_or_default();
+    assert!(
+        session_id.len() == 36 && session_id.matches('-').count() == 4,
+        "the hook recorded a session id: {inside}"
+    );
+    let model_requests = |seen: &common::vault::Seen| -> Vec<String> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r[0].starts_with("POST /v1/messages"))
+            .filter_map(|r| {
+                r.last()
+                    .and_then(|l| l.strip_prefix("body: "))
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    let bodies = model_requests(&seen);
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("PROJECT-INSTRUCTIONS-MARK") && b.contains("SUBAGENT-MARK")),
+        "the CLI's requests carry the instructions and the sub-agent: {} requests",
+        bodies.len()
+    );
+
+    // The ACP adapter gets both too, from the daemon's session defaults.
+    let before = bodies.len();
+    let (mut bridge, mut editor) = world.editor(&name);
+    editor
+        .call(
+            "initialize",
+            json!({"protocolVersion": 1, "clientCapabilities": EDITOR_CAPS.clone(),
+                   "clientInfo": {"name": "e2e", "version": "1"}}),
+        )
+        .await;
+    let session = editor
+        .call(
+            "session/new",
+            json!({"cwd": world.path("workspace"), "mcpServers": []}),
+        )
+        .await;
+    let sid = session["sessionId"].as_str().expect("a session").to_owned();
+    let id = editor
+        .request(
+            "session/prompt",
+            json!({"sessionId": sid, "prompt": [{"type": "text", "text": "say hi"}]}),
+        )
+        .await;
+    tokio::time::timeout(AGENT_PATIENCE, editor.response(&id))
+        .await
+        .expect("the turn ends (the mock's answer is no message)");
+    let bodies = model_requests(&seen);
+    assert!(
+        bodies[before..]
+            .iter()
+            .any(|b| b.contains("PROJECT-INSTRUCTIONS-MARK") && b.contains("SUBAGENT-MARK")),
+        "the adapter's requests carry the instructions and the sub-agent: {} new requests",
+        bodies.len() - before
+    );
+    drop(editor);
+    let _ = bridge.kill().await;
 
     // stop: the token is revoked, the broker and its directory are gone.
     let (code, _, stderr) = world.run(&["stop", &name], Duration::from_secs(120)).await;

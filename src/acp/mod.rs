@@ -19,6 +19,7 @@ pub mod probe;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod session_defaults;
 pub mod sessions;
 pub mod transcript;
 pub mod vault_login;

@@ -126,15 +126,24 @@ pub struct WarmAgent {
 /// closes its session and ends the process.
 pub type Adopter = tokio::sync::mpsc::UnboundedSender<WarmAgent>;
 
-/// Probes one agent under `timeout`, initializing it with `init`. When `adopter` yields a
-/// sender after the handshake, the live process goes there instead of ending.
+/// How a probe opens its agent: the `initialize` params, and the `_meta` defaults its
+/// `session/new` gets (see [`super::session_defaults`]).
+#[derive(Clone, Copy)]
+pub struct Start<'a> {
+    pub init: &'a Value,
+    pub session_meta: Option<&'a serde_json::Map<String, Value>>,
+}
+
+/// Probes one agent under `timeout`, opened as `start` says. When `adopter` yields a sender
+/// after the handshake, the live process goes there instead of ending.
 pub async fn probe(
     runtime: &dyn Runtime,
     agent: &AgentName,
     timeout: Duration,
-    init: &Value,
+    start: Start<'_>,
     adopter: impl FnOnce() -> Option<Adopter>,
 ) -> Result<Arc<AgentProbe>, ProbeError> {
+    let init = start.init;
     let process = runtime
         .spawn(agent)
         .await
@@ -150,7 +159,7 @@ pub async fn probe(
     let mut early = Vec::new();
     let outcome = tokio::time::timeout(
         timeout,
-        handshake(&mut stdin, &mut reader, &mut early, init, &cwd),
+        handshake(&mut stdin, &mut reader, &mut early, start, &cwd),
     )
     .await;
     let (initialize, session_id, session_result) = match outcome {
@@ -206,19 +215,15 @@ async fn handshake(
     stdin: &mut super::runtime::AgentStdin,
     reader: &mut LineReader<super::runtime::AgentStdout>,
     early: &mut Vec<Frame>,
-    init: &Value,
+    start: Start<'_>,
     cwd: &str,
 ) -> Result<(Value, String, Value), ProbeError> {
-    let initialize = request(stdin, reader, early, 0, "initialize", init).await?;
-    let session = request(
-        stdin,
-        reader,
-        early,
-        1,
-        "session/new",
-        &json!({"cwd": cwd, "mcpServers": []}),
-    )
-    .await;
+    let initialize = request(stdin, reader, early, 0, "initialize", start.init).await?;
+    let mut params = json!({"cwd": cwd, "mcpServers": []});
+    if let Some(meta) = start.session_meta {
+        super::session_defaults::apply(&mut params, meta);
+    }
+    let session = request(stdin, reader, early, 1, "session/new", &params).await;
     let session = match session {
         Err(ProbeError::Rejected {
             code: AUTH_REQUIRED,

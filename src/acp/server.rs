@@ -96,6 +96,9 @@ pub struct ProxyConfig {
     pub spares: bool,
     /// The host's vault, for logins from the editor (see [`super::vault_login`]).
     pub vault: Option<super::vault_login::VaultHandle>,
+    /// What the sessions opened at each agent get in their `_meta` (see
+    /// [`super::session_defaults`]).
+    pub session_defaults: super::session_defaults::SessionDefaults,
 }
 
 /// What happens to a running turn when its client goes away (`TEROK_ACP_ON_DISCONNECT`).
@@ -137,6 +140,7 @@ impl Default for ProxyConfig {
             switch_context: true,
             spares: true,
             vault: None,
+            session_defaults: Default::default(),
         }
     }
 }
@@ -318,9 +322,14 @@ impl Server {
             self.adopter.clone(),
         );
         let init = self.default_initialize();
+        let meta = self.config.session_defaults.get(agent.as_str()).cloned();
         async move {
             let adopter = move || adopter.lock().ok().and_then(|a| a.clone());
-            probe::probe(runtime.as_ref(), &agent, limit, &init, adopter).await
+            let start = probe::Start {
+                init: &init,
+                session_meta: meta.as_deref(),
+            };
+            probe::probe(runtime.as_ref(), &agent, limit, start, adopter).await
         }
         .boxed()
     }

@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// Headless runs: end the agent after this long (`90s`, `15m`, `2h`); the exit status is then 124.
     #[arg(long, value_name = "DURATION", requires = "prompt", value_parser = super::headless::parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// Add this sub-agent (from `.terok/agents/<NAME>.md` or a config `agents/` directory) to
+    /// the default ones; repeatable.
+    #[arg(long = "subagent", value_name = "NAME")]
+    pub subagents: Vec<String>,
     /// No bind mounts: copy the workspace, the agent config and the shared config files in
     /// before the start (`terok-executor pull` copies results out).
     #[arg(long)]

@@ -2,8 +2,10 @@
 //! gives (`--model`, `--max-turns`, `--timeout`).
 //!
 //! What an agent's roster entry has no flag for is not dropped silently: [`line`] returns a
-//! warning for each such override, which `run` prints. A timeout needs no flag: the command runs
-//! under `timeout`, which ends it with SIGTERM (and SIGKILL 30 s later). The shell stays the
+//! warning for each such override, which `run` prints. The line calls the agent's shell function
+//! (see [`crate::launcher::wrappers`]), which adds the agent's own flags. A timeout needs no flag
+//! from the agent: the function (or, for an agent without one, the line) runs it under `timeout`,
+//! which ends it with SIGTERM (and SIGKILL 30 s later). The shell stays the
 //! container's first process (`; exit $?`), because a first process ignores the signals it has
 //! no handler for, and BusyBox's `timeout` signals the command it became itself. `run` reports a
 //! run that `timeout` ended (GNU's 124, or 143/137 once the time is up) as 124.
@@ -13,11 +15,10 @@ use std::time::Duration;
 use super::spec::shell_quote;
 use crate::launcher::env::CONTAINER_AGENT_CONFIG;
 use crate::launcher::roster::AgentProvider;
+use crate::launcher::wrappers;
 
 /// The exit status of a run that `--timeout` ended.
 pub const TIMED_OUT: u8 = 124;
-/// How long an agent has after SIGTERM before SIGKILL.
-const KILL_AFTER_SECS: u64 = 30;
 
 /// What a user may set for a headless run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,22 +33,30 @@ pub struct HeadlessOptions {
 pub fn line(agent: &AgentProvider, opts: &HeadlessOptions) -> (String, Vec<String>) {
     let mut warnings = Vec::new();
     let mut words: Vec<String> = Vec::new();
-    if let Some(timeout) = opts.timeout {
-        let secs = timeout.as_secs().max(1);
+    // The agent's shell function (terok-executor.sh) adds its own flags, identity and session
+    // resume, and takes the timeout; an agent without one is run directly.
+    let function = wrappers::has_function(agent);
+    let secs = opts.timeout.map(|t| t.as_secs().max(1).to_string());
+    if let (Some(secs), false) = (&secs, function) {
         words.extend([
             "timeout".into(),
             "-k".into(),
-            KILL_AFTER_SECS.to_string(),
+            wrappers::KILL_AFTER_SECS.to_string(),
             "-s".into(),
             "TERM".into(),
-            secs.to_string(),
+            secs.clone(),
         ]);
     }
     words.push(shell_quote(&agent.binary));
+    if let (Some(secs), true) = (&secs, function) {
+        words.extend(["--terok-timeout".into(), secs.clone()]);
+    }
     if let Some(sub) = &agent.headless_subcommand {
         words.push(shell_quote(sub));
     }
-    words.extend(agent.auto_approve_flags.iter().map(|f| shell_quote(f)));
+    if !function {
+        words.extend(agent.auto_approve_flags.iter().map(|f| shell_quote(f)));
+    }
     let mut flag = |flag: &Option<String>, value: Option<String>, what: &str| {
         let Some(value) = value else { return };
         match flag {
@@ -124,7 +133,7 @@ mod tests {
         let (line, warnings) = line(&provider("claude"), &opts);
         assert_eq!(
             line,
-            "timeout -k 30 -s TERM 900 claude --model opus --max-turns 7 -p \"$(cat /home/dev/.terok/prompt.txt)\"; exit $?"
+            "claude --terok-timeout 900 --model opus --max-turns 7 -p \"$(cat /home/dev/.terok/prompt.txt)\"; exit $?"
         );
         let limit = Duration::from_secs(10);
         assert!(timed_out(limit, 124, Duration::from_secs(1)));
@@ -147,7 +156,7 @@ mod tests {
         let (line, warnings) = line(&provider("codex"), &opts);
         assert_eq!(
             line,
-            "codex exec --yolo --model o3 \"$(cat /home/dev/.terok/prompt.txt)\""
+            "codex exec --model o3 \"$(cat /home/dev/.terok/prompt.txt)\""
         );
         assert_eq!(
             warnings,
@@ -156,6 +165,20 @@ mod tests {
         let (plain, none) = super::line(&provider("claude"), &HeadlessOptions::default());
         assert_eq!(plain, "claude -p \"$(cat /home/dev/.terok/prompt.txt)\"");
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn an_agent_without_a_function_is_run_directly() {
+        let mut agent = provider("codex");
+        agent.binary = "/opt/codex/bin/codex".into();
+        let opts = HeadlessOptions {
+            timeout: Some(Duration::from_secs(60)),
+            ..Default::default()
+        };
+        assert_eq!(
+            line(&agent, &opts).0,
+            "timeout -k 30 -s TERM 60 /opt/codex/bin/codex exec --yolo \"$(cat /home/dev/.terok/prompt.txt)\"; exit $?"
+        );
     }
 
     #[test]

@@ -75,7 +75,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let endpoint = Endpoint::named(&name)?;
 
     let paths = HostPaths::from_env();
-    let (docker, image, vault_db) = preflight(&args, &roster, &agent.name, &paths).await?;
+    let (docker, image, vault_db) =
+        preflight(&args, &roster, &agent.name, &paths, &workspace).await?;
 
     let config_dir = agent_config_dir(&name);
     // Until the container runs, a failed launch takes back its task directory, tokens and
@@ -87,9 +88,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     std::fs::create_dir_all(&config_dir)
         .with_context(|| format!("cannot create {}", config_dir.display()))?;
-    let instructions =
-        crate::launcher::instructions::for_launch(&paths.config_files, &agent.name, &workspace);
-    std::fs::write(config_dir.join("instructions.md"), instructions)?;
+    crate::launcher::agent_config::prepare(
+        &config_dir,
+        &roster,
+        &agent,
+        &paths.config_files,
+        &workspace,
+        &args.subagents,
+    )?;
     if let Some(prompt) = &args.prompt {
         std::fs::write(config_dir.join("prompt.txt"), prompt)?;
     }
@@ -247,6 +253,7 @@ async fn preflight(
     roster: &crate::launcher::roster::Roster,
     agent: &str,
     paths: &HostPaths,
+    workspace: &Path,
 ) -> anyhow::Result<(
     Docker,
     String,
@@ -311,6 +318,7 @@ async fn preflight(
     }
     let (vault_findings, vault_db) = super::preflight::vault_check(paths, roster, agent);
     findings.extend(vault_findings);
+    findings.extend(super::preflight::ssh_findings(workspace));
     super::preflight::report(&findings)?;
     match (docker, image) {
         (Some(docker), Some(image)) => Ok((docker, image, vault_db)),

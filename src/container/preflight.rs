@@ -7,6 +7,8 @@
 //! without them means, and the launch goes on. `--yes` fixes what can be fixed here: it builds
 //! missing or out-of-date images (on a terminal, `run` asks instead).
 
+use std::path::Path;
+
 use crate::launcher::paths::{HostPaths, LayeredConfig};
 use crate::launcher::roster::Roster;
 use crate::launcher::vault::db::{CredentialDb, DbError, DEFAULT_SET};
@@ -108,6 +110,61 @@ pub fn vault_check(
     (out, Some(db))
 }
 
+/// The workspace's git remotes reached over SSH: the container holds no SSH key, so fetches
+/// and pushes to them from inside fail. Optional: the agent works on the files either way.
+pub fn ssh_findings(workspace: &Path) -> Vec<Finding> {
+    // Read without following links: the agent may have written the workspace.
+    let Ok(Some(config)) = crate::fsutil::read_in_tree(workspace, Path::new(".git/config")) else {
+        return Vec::new();
+    };
+    ssh_remotes(&config)
+        .into_iter()
+        .map(|(remote, url)| {
+            Finding::optional(
+                format!(
+                    "the remote {remote} ({url}) is reached over SSH, and the container holds \
+                     no SSH key: fetches and pushes to it from inside will fail"
+                ),
+                "push from the host, or use an HTTPS URL for it (`git remote set-url`) with \
+                 the forge's credential in the vault (`terok-executor auth gh` or `auth glab`)",
+            )
+        })
+        .collect()
+}
+
+/// `(remote, url)` for each remote of a git config whose URL is SSH (`ssh://…`, `git+ssh://…`
+/// or scp-like `user@host:path`).
+fn ssh_remotes(config: &str) -> Vec<(String, String)> {
+    let mut remote: Option<String> = None;
+    let mut out = Vec::new();
+    for line in config.lines().map(str::trim) {
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            remote = section
+                .strip_prefix("remote \"")
+                .and_then(|r| r.strip_suffix('"'))
+                .map(str::to_owned);
+            continue;
+        }
+        let Some(name) = &remote else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if !matches!(key.trim(), "url" | "pushurl") {
+            continue;
+        }
+        let url = value.trim().trim_matches('"');
+        let scp_like = !url.contains("://")
+            && url
+                .split_once(':')
+                .is_some_and(|(host, _)| host.contains('@') && !host.contains('/'));
+        let ssh = url.starts_with("ssh://") || url.starts_with("git+ssh://") || scp_like;
+        if ssh && !out.iter().any(|(r, _): &(String, String)| r == name) {
+            out.push((name.clone(), url.to_owned()));
+        }
+    }
+    out
+}
+
 /// Prints the findings; an error when any is required (nothing has been created yet).
 pub fn report(findings: &[Finding]) -> anyhow::Result<()> {
     for f in findings.iter().filter(|f| !f.required) {
@@ -172,5 +229,32 @@ mod tests {
         let err = report(&found).unwrap_err();
         assert!(err.to_string().contains("1 requirement unmet"), "{err}");
         assert!(report(&[Finding::optional("x", "y")]).is_ok());
+    }
+
+    #[test]
+    fn ssh_remotes_are_a_note_and_https_ones_are_not() {
+        let config = "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = git@github.com:o/r.git\n\
+                      \tfetch = +refs/heads/*:refs/remotes/origin/*\n[remote \"mirror\"]\n\
+                      \turl = https://gitlab.com/o/r.git\n\tpushurl = ssh://git@gitlab.com/o/r.git\n\
+                      [remote \"web\"]\n\turl = https://github.com/o/r.git\n[branch \"main\"]\n\
+                      \tremote = origin\n";
+        assert_eq!(
+            ssh_remotes(config),
+            [
+                ("origin".to_owned(), "git@github.com:o/r.git".to_owned()),
+                (
+                    "mirror".to_owned(),
+                    "ssh://git@gitlab.com/o/r.git".to_owned()
+                ),
+            ]
+        );
+        let ws = tempfile::tempdir().unwrap();
+        assert!(ssh_findings(ws.path()).is_empty(), "not a repository");
+        std::fs::create_dir(ws.path().join(".git")).unwrap();
+        std::fs::write(ws.path().join(".git/config"), config).unwrap();
+        let found = ssh_findings(ws.path());
+        assert_eq!(found.len(), 2);
+        assert!(!found[0].required && found[0].what.contains("git@github.com:o/r.git"));
+        assert!(found[0].fix.contains("git remote set-url"));
     }
 }

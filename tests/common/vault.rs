@@ -24,8 +24,9 @@ pub fn sandbox_python() -> Option<PathBuf> {
 /// The header lines of each request an upstream received, in order.
 pub type Seen = Arc<Mutex<Vec<Vec<String>>>>;
 
-/// A stand-in for a vendor's API on 127.0.0.1: answers 200 and keeps each request's header
-/// lines. Returns its port.
+/// A stand-in for a vendor's API on 127.0.0.1: answers 200 with `{}` and keeps each request's
+/// header lines, then its body (when it has a `Content-Length`) as one last line `body: ...`.
+/// Returns its port.
 pub fn mock_upstream() -> (u16, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -41,6 +42,18 @@ pub fn mock_upstream() -> (u16, Seen) {
                     break;
                 }
                 lines.push(line.trim_end().to_owned());
+            }
+            let length = lines.iter().find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())
+                    .flatten()
+            });
+            if let Some(length) = length {
+                let mut body = vec![0; length];
+                if std::io::Read::read_exact(&mut reader, &mut body).is_ok() {
+                    lines.push(format!("body: {}", String::from_utf8_lossy(&body)));
+                }
             }
             record.lock().unwrap().push(lines);
             let mut stream = stream;

@@ -25,6 +25,7 @@ use crate::acp::outbox::{Gauge, Outbox};
 use crate::acp::runtime::{
     AgentName, AgentProcess, AgentStdin, AgentStdout, ProcessControl, StderrTail,
 };
+use crate::acp::session_defaults;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum BackendState {
@@ -134,6 +135,8 @@ pub(super) struct Backend {
     pub spare_failed: bool,
     /// Binds waiting for the spare being opened now, since their params match it.
     pub spare_waiters: Vec<Arc<str>>,
+    /// The `_meta` defaults of the sessions opened here (see `acp::session_defaults`).
+    pub session_meta: Option<Arc<serde_json::Map<String, Value>>>,
 }
 
 impl Backend {
@@ -158,6 +161,7 @@ impl Backend {
             spare: None,
             spare_failed: false,
             spare_waiters: Vec::new(),
+            session_meta: None,
         }
     }
 
@@ -207,13 +211,22 @@ impl Backend {
     }
 
     /// Sends a request the proxy itself originates.
+    /// Sessions it opens get the agent's `_meta` defaults.
     pub fn request(&mut self, method: &str, params: &Value, pending: Pending) {
         let id = self.mint(pending);
+        let with_defaults = match &self.session_meta {
+            Some(meta) if session_defaults::opens_session(method) => {
+                let mut params = params.clone();
+                session_defaults::apply(&mut params, meta);
+                Some(params)
+            }
+            _ => None,
+        };
         message::write_request(
             &mut self.buf,
             message::numeric_id(id).as_bytes(),
             method,
-            params,
+            with_defaults.as_ref().unwrap_or(params),
         );
     }
 
@@ -287,6 +300,19 @@ impl Hub {
         (params, profile)
     }
 
+    /// A backend for `agent`, initialized with `init_params`, its sessions getting the agent's
+    /// `_meta` defaults.
+    pub(super) fn new_backend(&self, agent: &AgentName, init_params: Value) -> Backend {
+        let mut backend = Backend::new(agent.clone(), init_params);
+        backend.session_meta = self
+            .server
+            .config
+            .session_defaults
+            .get(agent.as_str())
+            .cloned();
+        backend
+    }
+
     /// The live backend of `agent` for the profile of connection `conn` (or the daemon's
     /// default profile), started if there is none.
     pub(super) fn ensure_backend(&mut self, agent: &AgentName, conn: Option<ConnId>) -> u32 {
@@ -300,8 +326,8 @@ impl Hub {
         }
         let slot = self.next_slot;
         self.next_slot += 1;
-        self.backends
-            .insert(slot, Backend::new(agent.clone(), params));
+        let backend = self.new_backend(agent, params);
+        self.backends.insert(slot, backend);
         self.slots.insert(key, slot);
         tracing::info!(agent = %agent, slot, "starting agent");
         let (server, events, agent) = (self.server.clone(), self.events.clone(), agent.clone());

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::backend::{Backend, BackendState, Pending, Spare};
+use super::backend::{BackendState, Pending, Spare};
 use super::Hub;
 use crate::acp::frame::Frame;
 use crate::acp::lines::LineReader;
@@ -50,7 +50,7 @@ impl Hub {
         };
         let slot = self.next_slot;
         self.next_slot += 1;
-        let mut backend = Backend::new(agent.clone(), init_params.clone());
+        let mut backend = self.new_backend(&agent, init_params.clone());
         backend.state = BackendState::Ready;
         backend.init_result = init_result;
         // Ids the probe used are not reused, so a late answer cannot be mistaken.
