@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 
 fn acp(runtime_dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);
+    // The daemon's probe cache and session map stay in the test's directory too.
     cmd.env("TEROK_RUNTIME_DIR", runtime_dir)
+        .env("TEROK_STATE_DIR", runtime_dir.join("state"))
         .env_remove("RUST_LOG")
         .arg("acp");
     cmd

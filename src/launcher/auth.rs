@@ -143,12 +143,14 @@ fn read_line(mut input: impl BufRead) -> anyhow::Result<String> {
 fn prompt(agent: &str) -> anyhow::Result<String> {
     use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
     let stdin = std::io::stdin();
-    eprint!("API key for {agent} (not shown): ");
-    std::io::stderr().flush()?;
     let saved = tcgetattr(&stdin).context("cannot read the terminal settings")?;
     let mut quiet = saved.clone();
     quiet.local_flags.remove(LocalFlags::ECHO);
+    // Echo goes off before the prompt shows: a key typed (or pasted) the moment the prompt
+    // appears is never echoed.
     tcsetattr(&stdin, SetArg::TCSANOW, &quiet).context("cannot turn echo off")?;
+    eprint!("API key for {agent} (not shown): ");
+    let _ = std::io::stderr().flush();
     let line = read_line(stdin.lock());
     let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
     eprintln!();
