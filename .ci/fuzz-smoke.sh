@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target briefly from its seed corpus and fails on any crash.
 #
-# Usage: .ci/fuzz-smoke.sh [seconds per target]   (default 9: five targets stay under 60 s)
+# Usage: .ci/fuzz-smoke.sh [seconds per target]   (default 9: six targets stay under 60 s)
 #
 # cargo-fuzz needs nightly-only sanitizer flags; with a stable toolchain they are unlocked
 # with RUSTC_BOOTSTRAP=1. cargo-fuzz itself is installed once (cached in ~/.cargo/bin).
@@ -9,7 +9,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 per_target="${1:-9}"
-targets=(lines frame json_str models agent_name)
+targets=(lines frame envelope json_str models agent_name)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked

@@ -213,12 +213,39 @@ pub fn probe_alone(wrapper: &Path) -> anyhow::Result<Duration> {
     Ok(elapsed)
 }
 
+/// The floor of a daemon's cold start with several agents: every wrapper probed at once, as
+/// the daemon probes them; the time until the last one answered.
+pub fn probes_at_once(wrappers: &[PathBuf]) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    std::thread::scope(|scope| {
+        let probes: Vec<_> = wrappers
+            .iter()
+            .map(|w| scope.spawn(move || probe_alone(w)))
+            .collect();
+        for probe in probes {
+            probe
+                .join()
+                .map_err(|_| anyhow::anyhow!("a probe thread panicked"))??;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(t0.elapsed())
+}
+
 /// Opens a bound session on either path: returns the client and the session id to prompt.
 pub fn open_session(path: &Path, via_proxy: bool) -> anyhow::Result<(Client, String)> {
+    open_session_with(path, via_proxy.then_some("a"))
+}
+
+/// [`open_session`] bound to `agent` through the proxy (`None`: the raw pipe).
+pub fn open_session_with(path: &Path, agent: Option<&str>) -> anyhow::Result<(Client, String)> {
     let mut client = Client::connect(path)?;
     client.initialize()?;
     let sid = client.new_session()?;
-    let model = if via_proxy { "a:m1" } else { "m1" };
-    client.pick_model(&sid, model)?;
+    let model = match agent {
+        Some(agent) => format!("{agent}:m1"),
+        None => "m1".into(),
+    };
+    client.pick_model(&sid, &model)?;
     Ok((client, sid))
 }

@@ -36,6 +36,8 @@ pub struct Frame {
     id: Option<Span>,
     method: Option<Method>,
     session_id: Option<Span>,
+    /// A text chunk's `sessionUpdate` and `content.text` literals, when the scanner found them.
+    chunk: Option<(Span, Span)>,
 }
 
 /// Why a line is not a usable JSON-RPC message; each maps to the code JSON-RPC asks for.
@@ -149,54 +151,39 @@ impl<'de: 'a, 'a> Deserialize<'de> for ParamsView<'a> {
     }
 }
 
-fn span_of(line: &[u8], value: &RawValue) -> Span {
-    // `RawValue` borrows from `line`, so its address lies inside it.
-    let start = value.get().as_ptr() as usize - line.as_ptr() as usize;
-    start..start + value.get().len()
+/// The envelope's parts, found by the scanner or by serde.
+struct Parts {
+    jsonrpc: Option<Span>,
+    id: Option<Span>,
+    method: Option<Method>,
+    result: Option<Span>,
+    error: Option<Span>,
+    /// `params.sessionId`, when it is a string.
+    session_id: Option<Span>,
+    chunk: Option<(Span, Span)>,
 }
 
-/// Whether a raw JSON value is a valid JSON-RPC id: string, number or null.
-fn is_valid_id(raw: &str) -> bool {
-    matches!(
-        raw.as_bytes().first(),
-        Some(b'"' | b'-' | b'0'..=b'9' | b'n')
-    )
-}
+impl Parts {
+    fn from_scan(raw: &[u8], env: super::scan::Envelope) -> Parts {
+        Parts {
+            method: env.method.map(|s| {
+                // The scanner hands over only methods without escapes.
+                let name = std::str::from_utf8(&raw[s.start + 1..s.end - 1]).unwrap_or_default();
+                Method::from_name(name)
+            }),
+            jsonrpc: env.jsonrpc,
+            id: env.id,
+            result: env.result,
+            error: env.error,
+            session_id: env.session_id,
+            chunk: env.chunk,
+        }
+    }
 
-impl Frame {
-    /// Parses one line. Leading and trailing whitespace is allowed.
-    pub fn parse(raw: Bytes) -> Result<Frame, FrameError> {
-        // JSON text is UTF-8, but serde checks only the strings it decodes, not those it skips:
-        // check the whole line once, so bytes that are not UTF-8 are never forwarded.
-        if let Err(e) = std::str::from_utf8(&raw) {
-            return Err(FrameError::Parse(format!(
-                "invalid UTF-8 at byte {}",
-                e.valid_up_to()
-            )));
-        }
-        let first = raw.iter().find(|b| !b.is_ascii_whitespace()).copied();
-        match first {
-            None => return Err(FrameError::Parse("empty line".into())),
-            Some(b'[') => {
-                return match serde_json::from_slice::<IgnoredAny>(&raw) {
-                    Ok(_) => Err(FrameError::Batch),
-                    Err(e) => Err(FrameError::Parse(e.to_string())),
-                }
-            }
-            Some(b'{') => {}
-            Some(_) => {
-                return match serde_json::from_slice::<IgnoredAny>(&raw) {
-                    Ok(_) => Err(FrameError::Invalid {
-                        reason: "a message must be a JSON object".into(),
-                        id: None,
-                    }),
-                    Err(e) => Err(FrameError::Parse(e.to_string())),
-                }
-            }
-        }
-        let env: Envelope = match serde_json::from_slice(&raw) {
+    fn from_serde(raw: &[u8]) -> Result<Parts, FrameError> {
+        let env: Envelope = match serde_json::from_slice(raw) {
             Ok(env) => env,
-            Err(e) if e.is_data() && serde_json::from_slice::<IgnoredAny>(&raw).is_ok() => {
+            Err(e) if e.is_data() && serde_json::from_slice::<IgnoredAny>(raw).is_ok() => {
                 // Valid JSON of the wrong shape, e.g. a duplicated or mistyped field. (A shape
                 // error can surface before a syntax error further on, hence the check.)
                 return Err(FrameError::Invalid {
@@ -206,19 +193,95 @@ impl Frame {
             }
             Err(e) => return Err(FrameError::Parse(e.to_string())),
         };
-        let id_span = env.id.map(|v| span_of(&raw, v));
+        Ok(Parts {
+            jsonrpc: env.jsonrpc.map(|v| span_of(raw, v)),
+            id: env.id.map(|v| span_of(raw, v)),
+            method: env.method.as_deref().map(Method::from_name),
+            result: env.result.map(|v| span_of(raw, v)),
+            error: env.error.map(|v| span_of(raw, v)),
+            session_id: env
+                .params
+                .and_then(|p| p.session_id)
+                .filter(|v| v.get().starts_with('"'))
+                .map(|v| span_of(raw, v)),
+            chunk: None,
+        })
+    }
+}
+
+fn span_of(line: &[u8], value: &RawValue) -> Span {
+    // `RawValue` borrows from `line`, so its address lies inside it.
+    let start = value.get().as_ptr() as usize - line.as_ptr() as usize;
+    start..start + value.get().len()
+}
+
+/// Whether a raw JSON value is a valid JSON-RPC id: string, number or null.
+fn is_valid_id(raw: &[u8]) -> bool {
+    matches!(raw.first(), Some(b'"' | b'-' | b'0'..=b'9' | b'n'))
+}
+
+impl Frame {
+    /// Parses one line. Leading and trailing whitespace is allowed.
+    pub fn parse(raw: Bytes) -> Result<Frame, FrameError> {
+        Frame::check_object(&raw)?;
+        let parts = match super::scan::scan(&raw) {
+            Some(env) => Parts::from_scan(&raw, env),
+            None => Parts::from_serde(&raw)?,
+        };
+        Frame::from_parts(raw, parts)
+    }
+
+    /// [`Frame::parse`] with serde alone, never the scanner: the reference the differential
+    /// fuzz target (`fuzz/fuzz_targets/envelope.rs`) holds the scanner to.
+    #[doc(hidden)]
+    pub fn parse_with_serde(raw: Bytes) -> Result<Frame, FrameError> {
+        Frame::check_object(&raw)?;
+        let parts = Parts::from_serde(&raw)?;
+        Frame::from_parts(raw, parts)
+    }
+
+    /// The line is UTF-8 and holds a JSON object (or at least starts like one).
+    fn check_object(raw: &[u8]) -> Result<(), FrameError> {
+        // JSON text is UTF-8, but serde checks only the strings it decodes, not those it skips:
+        // check the whole line once, so bytes that are not UTF-8 are never forwarded.
+        if let Err(e) = std::str::from_utf8(raw) {
+            return Err(FrameError::Parse(format!(
+                "invalid UTF-8 at byte {}",
+                e.valid_up_to()
+            )));
+        }
+        let first = raw.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        match first {
+            None => Err(FrameError::Parse("empty line".into())),
+            Some(b'[') => match serde_json::from_slice::<IgnoredAny>(raw) {
+                Ok(_) => Err(FrameError::Batch),
+                Err(e) => Err(FrameError::Parse(e.to_string())),
+            },
+            Some(b'{') => Ok(()),
+            Some(_) => match serde_json::from_slice::<IgnoredAny>(raw) {
+                Ok(_) => Err(FrameError::Invalid {
+                    reason: "a message must be a JSON object".into(),
+                    id: None,
+                }),
+                Err(e) => Err(FrameError::Parse(e.to_string())),
+            },
+        }
+    }
+
+    fn from_parts(raw: Bytes, env: Parts) -> Result<Frame, FrameError> {
+        let id_span = env.id.clone();
         let id_bytes = |span: &Option<Span>| span.clone().map(|s| raw.slice(s));
         let invalid = |reason: &str| FrameError::Invalid {
             reason: reason.into(),
             id: None,
         };
-        if let Some(id) = env.id {
-            if !is_valid_id(id.get()) {
+        if let Some(id) = &env.id {
+            if !is_valid_id(&raw[id.clone()]) {
                 return Err(invalid("id must be a string, a number or null"));
             }
         }
-        match env.jsonrpc.map(RawValue::get) {
-            Some("\"2.0\"") => {}
+        match env.jsonrpc.clone().map(|s| &raw[s]) {
+            Some(b"\"2.0\"") => {}
             _ => {
                 return Err(FrameError::Invalid {
                     reason: "missing or unsupported \"jsonrpc\" version (expected \"2.0\")".into(),
@@ -226,7 +289,7 @@ impl Frame {
                 })
             }
         }
-        let kind = match (&env.method, env.id, env.result, env.error) {
+        let kind = match (&env.method, &env.id, &env.result, &env.error) {
             (Some(_), Some(_), None, None) => FrameKind::Request,
             (Some(_), None, None, None) => FrameKind::Notification,
             (None, Some(_), Some(_), None) | (None, Some(_), None, Some(_)) => FrameKind::Response,
@@ -249,16 +312,12 @@ impl Frame {
                 })
             }
         };
-        let session_id = env
-            .params
-            .and_then(|p| p.session_id)
-            .filter(|v| v.get().starts_with('"'))
-            .map(|v| span_of(&raw, v));
         Ok(Frame {
-            method: env.method.as_deref().map(Method::from_name),
+            method: env.method,
             kind,
             id: id_span,
-            session_id,
+            session_id: env.session_id,
+            chunk: env.chunk,
             raw,
         })
     }
@@ -292,6 +351,12 @@ impl Frame {
 
     pub fn session_id_span(&self) -> Option<Span> {
         self.session_id.clone()
+    }
+
+    /// For a text chunk the scanner read: the spans of `params.update.sessionUpdate` and
+    /// `params.update.content.text` (string literals).
+    pub fn chunk_spans(&self) -> Option<(Span, Span)> {
+        self.chunk.clone()
     }
 
     /// `params.sessionId` as a string, unescaped only when it has to be.

@@ -18,6 +18,7 @@ pub mod picker;
 pub mod probe;
 pub mod proxy;
 pub mod runtime;
+pub mod scan;
 pub mod server;
 pub mod session_defaults;
 pub mod sessions;

@@ -16,6 +16,11 @@ use std::collections::{HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::frame::{json_str, Frame, Span};
+
+/// A text chunk's kind and text literals within its frame.
+type Chunk = (Span, Span);
+
 /// The default budget of one transcript (`TEROK_ACP_TRANSCRIPT_BYTES`).
 pub const DEFAULT_TRANSCRIPT_BYTES: usize = 1 << 20;
 
@@ -117,8 +122,9 @@ pub struct Transcript {
     /// Raw agent `session/update` frames not folded yet, copied one after another (a copy
     /// lets the reader reuse its buffer; holding slices of it would keep every read alive).
     tail: Vec<u8>,
-    /// Where each frame in `tail` ends.
-    tail_ends: Vec<usize>,
+    /// Where each frame in `tail` ends, and for a text chunk the scanner read, where its kind
+    /// and text literals sit within the frame.
+    tail_ends: Vec<(usize, Option<Chunk>)>,
     /// Some entry lost the start of its text to the budget.
     truncated: bool,
 }
@@ -151,8 +157,18 @@ impl Transcript {
     /// Keeps a raw agent `session/update` frame (the whole JSON-RPC line) for folding later.
     /// Cheap: one copy into the tail.
     pub fn record_raw(&mut self, frame: &[u8]) {
+        self.record(frame, None);
+    }
+
+    /// [`Transcript::record_raw`] for a parsed frame: a text chunk the envelope scanner read
+    /// needs no parse when it is folded into the text before it.
+    pub fn record_frame(&mut self, frame: &Frame) {
+        self.record(frame.raw(), frame.chunk_spans());
+    }
+
+    fn record(&mut self, frame: &[u8], chunk: Option<Chunk>) {
         self.tail.extend_from_slice(frame);
-        self.tail_ends.push(self.tail.len());
+        self.tail_ends.push((self.tail.len(), chunk));
         if self.tail.len() >= TAIL_BYTES || self.tail_ends.len() >= TAIL_FRAMES {
             self.fold();
         }
@@ -185,30 +201,41 @@ impl Transcript {
             return;
         }
         let tail = std::mem::take(&mut self.tail);
-        let ends = std::mem::take(&mut self.tail_ends);
+        let mut ends = std::mem::take(&mut self.tail_ends);
         let mut start = 0;
-        for end in ends {
+        for (end, chunk) in ends.drain(..) {
             let raw = &tail[start..end];
             start = end;
-            // A text chunk continuing the last entry is appended as it is: one pass over the
-            // frame, no JSON tree.
-            if let Ok(FrameView {
-                params:
-                    ParamsView {
-                        update:
-                            ChunkView {
-                                kind,
-                                content:
-                                    Some(ContentView {
-                                        kind: content_kind,
-                                        text: Some(text),
-                                    }),
+            // A text chunk continuing the last entry is appended as it is: the scanner found
+            // its kind and text already (serde reads what the scanner left).
+            match chunk {
+                Some((kind, text)) => {
+                    if let (Some(kind), Some(text)) = (json_str(&raw[kind]), json_str(&raw[text])) {
+                        if self.append_text(&kind, &text) {
+                            continue;
+                        }
+                    }
+                }
+                None => {
+                    if let Ok(FrameView {
+                        params:
+                            ParamsView {
+                                update:
+                                    ChunkView {
+                                        kind,
+                                        content:
+                                            Some(ContentView {
+                                                kind: content_kind,
+                                                text: Some(text),
+                                            }),
+                                    },
                             },
-                    },
-            }) = serde_json::from_slice::<FrameView>(raw)
-            {
-                if content_kind == "text" && self.append_text(&kind, &text) {
-                    continue;
+                    }) = serde_json::from_slice::<FrameView>(raw)
+                    {
+                        if content_kind == "text" && self.append_text(&kind, &text) {
+                            continue;
+                        }
+                    }
                 }
             }
             if let Ok(frame) = serde_json::from_slice::<FrameValue>(raw) {
@@ -217,9 +244,10 @@ impl Transcript {
                 }
             }
         }
-        // Keep the allocation for the next run of frames.
+        // Keep the allocations for the next run of frames.
         self.tail = tail;
         self.tail.clear();
+        self.tail_ends = ends;
     }
 
     /// The entries, folded first.
@@ -455,6 +483,24 @@ mod tests {
                 Entry::TurnEnd { .. } => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn chunks_merge_whether_the_scanner_or_serde_reads_them() {
+        let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
+        t.record_raw(&raw(chunk("agent_message_chunk", "a")));
+        t.record_raw(&raw(chunk("agent_message_chunk", "\"q\" é\n")));
+        // Keys with escapes and a text with a surrogate pair are serde's to read.
+        t.record_raw(
+            br#"{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"a-1","update":{"sessionUpdate":"agent_message_chunk","content":{"type":"text","t\u0065xt":"b"}}}}"#,
+        );
+        t.record_raw(
+            br#"{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"a-1","update":{"sessionUpdate":"agent_message_chunk","content":{"type":"text","text":"\ud83d\ude00"}}}}"#,
+        );
+        assert_eq!(
+            updates(&mut t),
+            [chunk("agent_message_chunk", "a\"q\" é\nb😀")]
+        );
     }
 
     #[test]

@@ -392,7 +392,7 @@ impl Hub {
             None => frame,
         };
         if is_update {
-            session.transcript.record_raw(frame.raw());
+            session.transcript.record_frame(&frame);
         }
         let mode_changed = is_update
             && session.link().is_some_and(|l| l.modes.is_some())

@@ -1,0 +1,631 @@
+//! A hand-written scanner for the JSON-RPC envelope: the forwarding path's fast way to find
+//! where `jsonrpc`, `id`, `method`, `result`, `error` and `params.sessionId` sit in a line,
+//! while checking that the whole line is JSON, without building anything.
+//!
+//! It accelerates only the common case. Whenever a line is not plainly valid, or is valid in a
+//! way whose reading needs care (an escaped key or method, a duplicated field, a `\u` escape of
+//! a surrogate, nesting deeper than [`MAX_DEPTH`]), it returns `None` and the caller decides with
+//! serde, which stays the arbiter of every error. The invariant, checked by the differential
+//! fuzz target (`fuzz/fuzz_targets/envelope.rs`): whenever [`scan`] returns spans, serde accepts
+//! the line and finds the same ones.
+//!
+//! The input is known to be UTF-8 ([`super::frame::Frame::parse`] checks it first).
+
+use std::ops::Range;
+
+/// Nesting the scanner follows; deeper lines go to serde (whose own limit is 128).
+pub const MAX_DEPTH: usize = 100;
+
+/// A text chunk's `sessionUpdate` and `content.text` literals.
+pub type Chunk = (Range<usize>, Range<usize>);
+
+/// Where the envelope's parts sit; each span covers the whole JSON value.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub jsonrpc: Option<Range<usize>>,
+    pub id: Option<Range<usize>>,
+    /// The method's string literal, quotes included (it has no escapes).
+    pub method: Option<Range<usize>>,
+    pub result: Option<Range<usize>>,
+    pub error: Option<Range<usize>>,
+    /// `params.sessionId` when it is a string.
+    pub session_id: Option<Range<usize>>,
+    /// For a text chunk (`params.update` with `content.type` `"text"`): the string literals
+    /// of `params.update.sessionUpdate` and `params.update.content.text`, found in the same
+    /// pass so that recording the update needs no second one.
+    pub chunk: Option<Chunk>,
+}
+
+/// The envelope of `line`, or `None` when serde must decide.
+pub fn scan(line: &[u8]) -> Option<Envelope> {
+    let mut s = Scanner { b: line, at: 0 };
+    s.ws();
+    if s.peek()? != b'{' {
+        return None;
+    }
+    s.at += 1;
+    let mut env = Envelope::default();
+    let mut method_null = false;
+    let mut params_seen = false;
+    s.ws();
+    if s.peek()? == b'}' {
+        s.at += 1;
+    } else {
+        loop {
+            s.ws();
+            let key = s.plain_key()?;
+            s.ws();
+            s.expect(b':')?;
+            s.ws();
+            let slot = match key {
+                b"jsonrpc" => Some(&mut env.jsonrpc),
+                b"id" => Some(&mut env.id),
+                b"result" => Some(&mut env.result),
+                b"error" => Some(&mut env.error),
+                _ => None,
+            };
+            match (slot, key) {
+                (Some(slot), _) => {
+                    if slot.is_some() {
+                        return None;
+                    }
+                    *slot = Some(s.value(1)?);
+                }
+                (None, b"method") => {
+                    if env.method.is_some() || method_null {
+                        return None;
+                    }
+                    match s.peek()? {
+                        b'"' => {
+                            let start = s.at;
+                            if s.string()? {
+                                return None;
+                            }
+                            env.method = Some(start..s.at);
+                        }
+                        b'n' => {
+                            s.literal(b"null")?;
+                            method_null = true;
+                        }
+                        _ => return None,
+                    }
+                }
+                (None, b"params") => {
+                    if params_seen {
+                        return None;
+                    }
+                    params_seen = true;
+                    match s.peek()? {
+                        b'{' => (env.session_id, env.chunk) = s.params()?,
+                        // serde reads a number here as a number, and may find it out of range.
+                        b'-' | b'0'..=b'9' => return None,
+                        _ => {
+                            s.value(1)?;
+                        }
+                    }
+                }
+                (None, _) => {
+                    s.value(1)?;
+                }
+            }
+            s.ws();
+            match s.next()? {
+                b',' => continue,
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    s.ws();
+    (s.at == line.len()).then_some(env)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The first byte in `bytes` that ends a run of plain string content: a quote, a backslash or
+/// a control character. Eight bytes at a time: for each kind, `(w - ONES * k) & !w & HIGHS`
+/// flags the bytes below `k` (for a kind xored away, the bytes equal to it); a flag above the
+/// first real one may be false, so the lowest flag of all is the first such byte.
+fn special_at(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().ok()?);
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        let flags = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w);
+        let flags = flags & HIGHS;
+        if flags != 0 {
+            return Some(at + flags.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|i| at + i)
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.at += 1;
+        Some(c)
+    }
+
+    fn expect(&mut self, c: u8) -> Option<()> {
+        (self.next()? == c).then_some(())
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if self.b.get(self.at..self.at + word.len())? == word {
+            self.at += word.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// An object key without escapes; the raw bytes between the quotes.
+    fn plain_key(&mut self) -> Option<&'a [u8]> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.at + 1;
+        if self.string()? {
+            return None;
+        }
+        let b: &'a [u8] = self.b;
+        Some(&b[start..self.at - 1])
+    }
+
+    /// Skips a string literal (at its opening quote); returns whether it had escapes.
+    fn string(&mut self) -> Option<bool> {
+        self.at += 1;
+        let mut escaped = false;
+        loop {
+            self.at += special_at(&self.b[self.at..])?;
+            // JSON forbids raw control characters in strings.
+            if self.b[self.at] < 0x20 {
+                return None;
+            }
+            if self.b[self.at] == b'"' {
+                self.at += 1;
+                return Some(escaped);
+            }
+            escaped = true;
+            self.at += 1;
+            match self.next()? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                b'u' => {
+                    let hex = self.b.get(self.at..self.at + 4)?;
+                    let mut code = 0u32;
+                    for &h in hex {
+                        code = code * 16 + (h as char).to_digit(16)?;
+                    }
+                    // Surrogates (paired or not) are serde's to judge.
+                    if (0xD800..=0xDFFF).contains(&code) {
+                        return None;
+                    }
+                    self.at += 4;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Skips one value at nesting `depth`; its span.
+    fn value(&mut self, depth: usize) -> Option<Range<usize>> {
+        let start = self.at;
+        match self.peek()? {
+            b'"' => {
+                self.string()?;
+            }
+            b'{' => self.object(depth)?,
+            b'[' => self.array(depth)?,
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            b'-' | b'0'..=b'9' => self.number()?,
+            _ => return None,
+        }
+        Some(start..self.at)
+    }
+
+    fn object(&mut self, depth: usize) -> Option<()> {
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        self.at += 1;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            if self.peek()? != b'"' {
+                return None;
+            }
+            self.string()?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            self.value(depth + 1)?;
+            self.ws();
+            match self.next()? {
+                b',' => continue,
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        self.at += 1;
+        self.ws();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            self.value(depth + 1)?;
+            self.ws();
+            match self.next()? {
+                b',' => continue,
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            self.at_least_one_digit()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            self.at_least_one_digit()?;
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn at_least_one_digit(&mut self) -> Option<()> {
+        if !self.peek()?.is_ascii_digit() {
+            return None;
+        }
+        self.digits();
+        Some(())
+    }
+
+    /// A key (at its quote): its raw bytes between the quotes, and whether it has escapes.
+    fn key(&mut self) -> Option<(&'a [u8], bool)> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.at + 1;
+        let escaped = self.string()?;
+        let b: &'a [u8] = self.b;
+        Some((&b[start..self.at - 1], escaped))
+    }
+
+    /// After a member's value: `Some(true)` at a comma, `Some(false)` at the closing brace.
+    fn after_member(&mut self) -> Option<bool> {
+        self.ws();
+        match self.next()? {
+            b',' => Some(true),
+            b'}' => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The `params` object (at its brace): the span of `sessionId` when it is a string, and a
+    /// text chunk's kind and text when `update` is one.
+    fn params(&mut self) -> Option<(Option<Range<usize>>, Option<Chunk>)> {
+        self.at += 1;
+        let (mut session_id, mut seen) = (None, false);
+        let mut chunk: Option<Chunk> = None;
+        // A second `update` leaves the chunk to serde: which one counts is not for the scanner
+        // to guess.
+        let (mut unsure, mut updates) = (false, 0);
+        self.ws();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some((None, None));
+        }
+        loop {
+            self.ws();
+            // An escaped key might spell `sessionId`: serde's to read.
+            let key = self.plain_key()?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            if key == b"update" {
+                updates += 1;
+                unsure |= updates > 1;
+                if self.peek()? == b'{' {
+                    chunk = self.update(2)?;
+                } else {
+                    self.value(2)?;
+                }
+            } else {
+                let span = self.value(2)?;
+                if key == b"sessionId" {
+                    if seen {
+                        return None;
+                    }
+                    seen = true;
+                    if self.b[span.start] == b'"' {
+                        session_id = Some(span);
+                    }
+                }
+            }
+            if !self.after_member()? {
+                return Some((session_id, chunk.filter(|_| !unsure)));
+            }
+        }
+    }
+
+    /// `params.update` (at its brace; an object at nesting `depth`): a text chunk's kind and
+    /// text, when its keys are plain and `sessionUpdate` and `content` come once each.
+    fn update(&mut self, depth: usize) -> Option<Option<Chunk>> {
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        let (mut kind, mut kinds, mut text, mut contents, mut sure) = (None, 0, None, 0, true);
+        self.at += 1;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(None);
+        }
+        loop {
+            self.ws();
+            let (key, escaped) = self.key()?;
+            sure &= !escaped;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            match key {
+                b"sessionUpdate" => {
+                    kinds += 1;
+                    let span = self.value(depth + 1)?;
+                    kind = (self.b[span.start] == b'"').then_some(span);
+                }
+                b"content" => {
+                    contents += 1;
+                    if self.peek()? == b'{' {
+                        text = self.text_content(depth + 1)?;
+                    } else {
+                        self.value(depth + 1)?;
+                    }
+                }
+                _ => {
+                    self.value(depth + 1)?;
+                }
+            }
+            if !self.after_member()? {
+                break;
+            }
+        }
+        Some(match (sure && kinds == 1 && contents == 1, kind, text) {
+            (true, Some(kind), Some(text)) => Some((kind, text)),
+            _ => None,
+        })
+    }
+
+    /// `content` (at its brace; an object at nesting `depth`): the span of `text` when `type`
+    /// is exactly `"text"`, its keys are plain and neither comes twice.
+    fn text_content(&mut self, depth: usize) -> Option<Option<Range<usize>>> {
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        let (mut is_text, mut types, mut text, mut texts, mut sure) = (false, 0, None, 0, true);
+        self.at += 1;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(None);
+        }
+        loop {
+            self.ws();
+            let (key, escaped) = self.key()?;
+            sure &= !escaped;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            let span = self.value(depth + 1)?;
+            match key {
+                b"type" => {
+                    types += 1;
+                    is_text = &self.b[span] == b"\"text\"";
+                }
+                b"text" => {
+                    texts += 1;
+                    text = (self.b[span.start] == b'"').then_some(span);
+                }
+                _ => {}
+            }
+            if !self.after_member()? {
+                break;
+            }
+        }
+        Some(text.filter(|_| sure && is_text && types == 1 && texts == 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text<'a>(line: &'a str, span: &Option<Range<usize>>) -> Option<&'a str> {
+        span.clone().map(|s| &line[s])
+    }
+
+    #[test]
+    fn the_word_search_finds_the_first_special_byte() {
+        for len in 0..40 {
+            for pos in 0..=len {
+                for special in [b'"', b'\\', b'\n', 0u8, 0x1f] {
+                    for filler in [b'a', 0x7f, 0xc3, 0x21, 0x5d, 0xff] {
+                        let mut bytes = vec![filler; len];
+                        if pos < len {
+                            bytes[pos] = special;
+                            // Bytes after the first may be anything.
+                            for b in bytes.iter_mut().skip(pos + 1).step_by(3) {
+                                *b = b'"';
+                            }
+                        }
+                        let want = bytes
+                            .iter()
+                            .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+                        assert_eq!(special_at(&bytes), want, "{bytes:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_text_chunk_is_found_in_the_same_pass() {
+        let chunk = |line: &str| {
+            scan(line.as_bytes())
+                .and_then(|e| e.chunk)
+                .map(|(k, t)| (line[k].to_owned(), line[t].to_owned()))
+        };
+        let line = r#"{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"s","update":{"content":{"text":"a\"b","type":"text","_meta":{}},"sessionUpdate":"agent_message_chunk"}}}"#;
+        assert_eq!(
+            chunk(line),
+            Some(("\"agent_message_chunk\"".into(), r#""a\"b""#.into()))
+        );
+        for line in [
+            // Not text, not strings, or not sure (a key twice, or escaped).
+            r#"{"params":{"update":{"sessionUpdate":"tool_call","content":{"type":"image","text":"x"}}}}"#,
+            r#"{"params":{"update":{"sessionUpdate":"x","content":{"type":"text","text":7}}}}"#,
+            r#"{"params":{"update":{"sessionUpdate":1,"content":{"type":"text","text":"t"}}}}"#,
+            r#"{"params":{"update":{"sessionUpdate":"x","content":{"type":"text","text":"t","text":"u"}}}}"#,
+            r#"{"params":{"update":{"sessionUpdate":"x","content":{"type":"text","t\u0065xt":"t"}}}}"#,
+            r#"{"params":{"update":{"sessionUpdate":"x","content":{"type":"te\u0078t","text":"t"}}}}"#,
+            r#"{"params":{"update":{"sessionUpdate":"x","sessionUpdate":"y","content":{"type":"text","text":"t"}}}}"#,
+            r#"{"params":{"update":{"sessionUpdate":"x","content":{"type":"text","text":"t"}},"update":{}}}"#,
+            r#"{"params":{"update":{"sessionUpdate":"x","content":"text"}}}"#,
+        ] {
+            assert_eq!(chunk(line), None, "{line}");
+            assert!(scan(line.as_bytes()).is_some(), "still valid: {line}");
+        }
+    }
+
+    #[test]
+    fn finds_the_envelope_of_an_update() {
+        let line = r#" {"jsonrpc":"2.0","method":"session/update","params":{"update":{"sessionUpdate":"agent_message_chunk","content":{"type":"text","text":"a \"quoted\" \u00e9 word"}},"sessionId":"s-1"}} "#;
+        let env = scan(line.as_bytes()).unwrap();
+        assert_eq!(text(line, &env.jsonrpc), Some("\"2.0\""));
+        assert_eq!(text(line, &env.method), Some("\"session/update\""));
+        assert_eq!(text(line, &env.session_id), Some("\"s-1\""));
+        assert_eq!(env.id, None);
+    }
+
+    #[test]
+    fn finds_ids_results_and_errors() {
+        let line =
+            r#"{"id": -1.5e+3, "result": [1, {"a": [true, false, null]}], "jsonrpc": "2.0"}"#;
+        let env = scan(line.as_bytes()).unwrap();
+        assert_eq!(text(line, &env.id), Some("-1.5e+3"));
+        assert_eq!(
+            text(line, &env.result),
+            Some(r#"[1, {"a": [true, false, null]}]"#)
+        );
+        let line = r#"{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"no"}}"#;
+        assert!(scan(line.as_bytes()).unwrap().error.is_some());
+        let line = r#"{"jsonrpc":"2.0","method":"m","params":{"sessionId":7}}"#;
+        assert_eq!(scan(line.as_bytes()).unwrap().session_id, None);
+    }
+
+    #[test]
+    fn leaves_to_serde_what_needs_care_or_is_wrong() {
+        let deep = format!(
+            "{{\"a\":{}{}}}",
+            "[".repeat(MAX_DEPTH),
+            "]".repeat(MAX_DEPTH)
+        );
+        for line in [
+            "",
+            "[]",
+            "42",
+            r#"{"id":1,"id":2}"#,
+            r#"{"method":"a","method":"b"}"#,
+            r#"{"params":{"sessionId":"a","sessionId":"b"}}"#,
+            r#"{"params":{},"params":{}}"#,
+            r#"{"meth\u006fd":"x"}"#,
+            r#"{"method":"session\/update"}"#,
+            r#"{"params":{"session\u0049d":"x"}}"#,
+            r#"{"method":7}"#,
+            r#"{"params":1e999}"#,
+            r#"{"a":"\ud800"}"#,
+            "{\"a\":\"tab\there\"}",
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":-}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":1} x"#,
+            r#"{"a":"\x"}"#,
+            r#"{"a":"open"#,
+            r#"{"a" 1}"#,
+            r#"{a:1}"#,
+            &deep,
+        ] {
+            assert_eq!(scan(line.as_bytes()), None, "{line}");
+        }
+        let shallow = format!(
+            "{{\"a\":{}{}}}",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert!(scan(shallow.as_bytes()).is_some());
+        assert!(scan(br#"{"method":null,"id":1,"result":{}}"#).is_some());
+        assert!(scan(b"{}").is_some());
+    }
+}
