@@ -129,6 +129,15 @@ pub struct Transcript {
     truncated: bool,
 }
 
+/// Text chunks continuing the last entry, gathered while folding: appended at once, they cost
+/// one lookup of the entry instead of one per chunk.
+struct Run {
+    kind: String,
+    text: String,
+    /// The entry's text length when the run started.
+    entry_len: usize,
+}
+
 impl Transcript {
     pub fn new(budget: usize) -> Transcript {
         Transcript {
@@ -203,6 +212,7 @@ impl Transcript {
         let tail = std::mem::take(&mut self.tail);
         let mut ends = std::mem::take(&mut self.tail_ends);
         let mut start = 0;
+        let mut run: Option<Run> = None;
         for (end, chunk) in ends.drain(..) {
             let raw = &tail[start..end];
             start = end;
@@ -211,12 +221,30 @@ impl Transcript {
             match chunk {
                 Some((kind, text)) => {
                     if let (Some(kind), Some(text)) = (json_str(&raw[kind]), json_str(&raw[text])) {
-                        if self.append_text(&kind, &text) {
+                        if let Some(r) = run.as_mut().filter(|r| r.kind == kind) {
+                            r.text.push_str(&text);
+                            // Appended now where appending chunk by chunk would cut the text or
+                            // drop entries: the result is the same.
+                            let due = r.entry_len + r.text.len() > self.budget / 2
+                                || self.bytes + r.text.len() > self.budget;
+                            if due {
+                                self.append_run(&mut run);
+                            }
+                            continue;
+                        }
+                        self.append_run(&mut run);
+                        if let Some(entry_len) = self.append_text(&kind, &text) {
+                            run = Some(Run {
+                                kind: kind.into_owned(),
+                                text: String::new(),
+                                entry_len,
+                            });
                             continue;
                         }
                     }
                 }
                 None => {
+                    self.append_run(&mut run);
                     if let Ok(FrameView {
                         params:
                             ParamsView {
@@ -232,18 +260,20 @@ impl Transcript {
                             },
                     }) = serde_json::from_slice::<FrameView>(raw)
                     {
-                        if content_kind == "text" && self.append_text(&kind, &text) {
+                        if content_kind == "text" && self.append_text(&kind, &text).is_some() {
                             continue;
                         }
                     }
                 }
             }
+            self.append_run(&mut run);
             if let Ok(frame) = serde_json::from_slice::<FrameValue>(raw) {
                 if frame.params.update.is_object() {
                     self.apply(frame.params.update);
                 }
             }
         }
+        self.append_run(&mut run);
         // Keep the allocations for the next run of frames.
         self.tail = tail;
         self.tail.clear();
@@ -321,34 +351,40 @@ impl Transcript {
         if update.pointer("/content/type").and_then(Value::as_str) != Some("text") {
             return false;
         }
-        self.append_text(kind, text)
+        self.append_text(kind, text).is_some()
     }
 
-    /// Appends `text` to the last entry when it is a text chunk of the same kind. One entry
-    /// never outgrows half the budget: past that its oldest text goes.
-    fn append_text(&mut self, kind: &str, text: &str) -> bool {
+    /// Appends a run of chunks gathered by [`Transcript::fold`], if any.
+    fn append_run(&mut self, run: &mut Option<Run>) {
+        if let Some(run) = run.take().filter(|r| !r.text.is_empty()) {
+            self.append_text(&run.kind, &run.text);
+        }
+    }
+
+    /// Appends `text` to the last entry when it is a text chunk of the same kind; the length of
+    /// that entry's text then. One entry never outgrows half the budget: past that its oldest
+    /// text goes.
+    fn append_text(&mut self, kind: &str, text: &str) -> Option<usize> {
         if !matches!(
             kind,
             "agent_message_chunk" | "agent_thought_chunk" | "user_message_chunk"
         ) {
-            return false;
+            return None;
         }
         let limit = self.budget / 2;
         let Some((Entry::Update { update: last }, weight)) = self.entries.back_mut() else {
-            return false;
+            return None;
         };
-        // Plain lookups: `Value::pointer` allocates per call, and this runs per streamed chunk.
+        // Plain lookups: `Value::pointer` allocates per call.
         if last.get("sessionUpdate").and_then(Value::as_str) != Some(kind) {
-            return false;
+            return None;
         }
-        let Some(content) = last.get_mut("content") else {
-            return false;
-        };
+        let content = last.get_mut("content")?;
         if content.get("type").and_then(Value::as_str) != Some("text") {
-            return false;
+            return None;
         }
         let Some(Value::String(so_far)) = content.get_mut("text") else {
-            return false;
+            return None;
         };
         so_far.push_str(text);
         *weight += text.len();
@@ -363,8 +399,9 @@ impl Transcript {
             self.bytes -= cut.min(self.bytes);
             self.truncated = true;
         }
+        let len = so_far.len();
         self.trim();
-        true
+        Some(len)
     }
 
     fn apply_tool(&mut self, kind: &str, mut update: Value) {
@@ -483,6 +520,47 @@ mod tests {
                 Entry::TurnEnd { .. } => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn gathered_runs_fold_exactly_as_chunk_by_chunk() {
+        // The same updates, folded chunk by chunk (serde) and in runs (the scanner's spans),
+        // with a budget small enough to cut texts and drop entries many times over.
+        let mut seed = 0x2545_f491_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for budget in [1024, 1500, 4096] {
+            let mut serde_path = Transcript::new(budget);
+            let mut scanned = Transcript::new(budget);
+            for i in 0..3000 {
+                let update = match next() % 10 {
+                    0 => {
+                        json!({"sessionUpdate": "tool_call", "toolCallId": format!("t{}", i % 7), "title": "x"})
+                    }
+                    1 => chunk("agent_thought_chunk", "thinking é "),
+                    2 => json!({"sessionUpdate": "plan", "entries": []}),
+                    _ => chunk("agent_message_chunk", &"ab☃".repeat((next() % 40) as usize)),
+                };
+                let line = raw(update);
+                serde_path.record_raw(&line);
+                scanned.record_frame(&Frame::parse(bytes::Bytes::from(line)).unwrap());
+                if next() % 500 == 0 {
+                    serde_path.record_turn_end("end_turn");
+                    scanned.record_turn_end("end_turn");
+                }
+            }
+            assert_eq!(
+                serde_path.entries().cloned().collect::<Vec<_>>(),
+                scanned.entries().cloned().collect::<Vec<_>>(),
+                "budget {budget}"
+            );
+            assert_eq!(serde_path.dropped(), scanned.dropped());
+            assert_eq!(serde_path.bytes(), scanned.bytes());
+        }
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! ids it minted and its notifications by session. A backend that serves no session (nothing
 //! held by a client, no turn running, nothing in flight) ends after the idle time.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::pump::{BackendEvent, Consumers};
 use super::session::SessionState;
-use super::{ConnId, Event, Hub};
+use super::{ConnId, Event, FastMap, Hub};
 use crate::acp::frame::Frame;
 use crate::acp::lines::LineReader;
 use crate::acp::message::{self, RpcError, INTERNAL_ERROR};
@@ -116,8 +115,8 @@ pub(super) struct Backend {
     control: Option<ProcessControl>,
     pub stderr: StderrTail,
     next_id: u64,
-    pub pending: HashMap<u64, Pending>,
-    pub routes: HashMap<String, SessionRoute>,
+    pub pending: FastMap<u64, Pending>,
+    pub routes: FastMap<String, SessionRoute>,
     /// Sessions waiting for this backend to finish `initialize`.
     pub waiting: Vec<Arc<str>>,
     /// Requests (method, params, why) waiting for `initialize` to finish.
@@ -125,7 +124,7 @@ pub(super) struct Backend {
     /// The agent's answer to the replayed `initialize`.
     pub init_result: Value,
     /// Agent sessions a switch moved away from: their late frames are dropped.
-    pub retired: std::collections::HashSet<String>,
+    pub retired: std::collections::HashSet<String, foldhash::fast::RandomState>,
     consumers: Consumers,
     /// The pending idle timer, if one runs.
     pub idle_epoch: Option<u64>,
@@ -150,8 +149,8 @@ impl Backend {
             control: None,
             stderr: StderrTail::default(),
             next_id: 0,
-            pending: HashMap::new(),
-            routes: HashMap::new(),
+            pending: FastMap::default(),
+            routes: FastMap::default(),
             waiting: Vec::new(),
             waiting_requests: Vec::new(),
             init_result: Value::Null,

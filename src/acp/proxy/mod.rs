@@ -35,6 +35,9 @@ mod spare;
 mod vault;
 
 use std::collections::HashMap;
+
+/// The maps every forwarded frame looks into: foldhash (seeded per process) instead of SipHash.
+pub(super) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -136,9 +139,9 @@ struct AgentRequest {
 struct Hub {
     server: Arc<Server>,
     events: mpsc::Sender<Event>,
-    conns: HashMap<ConnId, Conn>,
-    sessions: HashMap<Arc<str>, Session>,
-    backends: HashMap<u32, Backend>,
+    conns: FastMap<ConnId, Conn>,
+    sessions: FastMap<Arc<str>, Session>,
+    backends: FastMap<u32, Backend>,
     /// The live backend of each agent and client-capability profile.
     slots: HashMap<(AgentName, Arc<str>), u32>,
     next_slot: u32,
@@ -180,9 +183,9 @@ pub fn spawn_hub(server: Arc<Server>) -> HubHandle {
     let hub = Hub {
         server: server.clone(),
         events: events_tx.clone(),
-        conns: HashMap::new(),
-        sessions: HashMap::new(),
-        backends: HashMap::new(),
+        conns: FastMap::default(),
+        sessions: FastMap::default(),
+        backends: FastMap::default(),
         slots: HashMap::new(),
         next_slot: 0,
         agent_requests: HashMap::new(),
