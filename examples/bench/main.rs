@@ -350,9 +350,23 @@ fn main() -> anyhow::Result<()> {
         "≤ 100 ms",
     );
 
-    // Memory per detached session: sessions with a short exchange each, their client gone.
-    let before = daemon.memory("VmRSS")?;
-    let mut owner = Client::connect(&daemon.socket)?;
+    // Memory per detached session: sessions with a short exchange each, their client gone. On
+    // a daemon of its own, warmed by one such session, so that what the earlier phases left
+    // on the heap neither hides nor adds to the growth.
+    let lean = Daemon::start(
+        &bin,
+        &agents,
+        root.path().join("run/lean.sock"),
+        &root.path().join("lean.log"),
+    )?;
+    Client::connect_when_ready(&lean.socket, Duration::from_secs(10))?;
+    {
+        let (mut warm, sid) = open_session(&lean.socket, true)?;
+        warm.stream(&sid, 10, 64)?;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = lean.memory("VmRSS")?;
+    let mut owner = Client::connect(&lean.socket)?;
     owner.initialize()?;
     for _ in 0..plan.detached {
         let sid = owner.new_session()?;
@@ -361,7 +375,7 @@ fn main() -> anyhow::Result<()> {
     }
     drop(owner);
     std::thread::sleep(Duration::from_millis(300));
-    let grown = daemon.memory("VmRSS")?.saturating_sub(before) as f64 / 1024.0;
+    let grown = lean.memory("VmRSS")?.saturating_sub(before) as f64 / 1024.0;
     let per = grown / plan.detached as f64;
     report.single(
         &format!(
@@ -372,6 +386,7 @@ fn main() -> anyhow::Result<()> {
         per <= 64.0,
         "≤ 64 KiB",
     );
+    drop(lean);
     drop(daemon);
 
     // Cold `session/new` on a fresh daemon with 1, 2 and 5 agents, against their probes at once.
