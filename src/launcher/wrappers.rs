@@ -178,6 +178,15 @@ fn function(agent: &AgentProvider) -> String {
                 "    [ -s {instructions} ] && local -x COPILOT_CUSTOM_INSTRUCTIONS_DIRS=\"$_terok_dir\""
             );
         }
+        // OpenCode and the agents built on it merge an inline config over their own files; one
+        // the user set already is left alone.
+        _ if agent.binary == "opencode" || agent.opencode.is_some() => {
+            let _ = writeln!(
+                body,
+                "    [ -s {instructions} ] && [ -z \"${{OPENCODE_CONFIG_CONTENT:-}}\" ] && \\\n        \
+                 local -x OPENCODE_CONFIG_CONTENT=\"{{\\\"instructions\\\":[\\\"$_terok_dir/instructions.md\\\"]}}\""
+            );
+        }
         _ => {}
     }
     if agent.supports_session_hook {

@@ -32,7 +32,7 @@ impl Shell {
         // sleeps when asked, and fails on a resume when told to.
         let stub = r#"#!/bin/bash
 name=$(basename "$0")
-{ printf '%s\n' "$@"; echo "--"; echo "author=$GIT_AUTHOR_NAME <$GIT_AUTHOR_EMAIL>"; echo "session=${TEROK_SESSION_FILE:-}"; echo "copilot_dirs=${COPILOT_CUSTOM_INSTRUCTIONS_DIRS:-}"; } >> "$STUB_LOG.$name"
+{ printf '%s\n' "$@"; echo "--"; echo "author=$GIT_AUTHOR_NAME <$GIT_AUTHOR_EMAIL>"; echo "session=${TEROK_SESSION_FILE:-}"; echo "copilot_dirs=${COPILOT_CUSTOM_INSTRUCTIONS_DIRS:-}"; echo "opencode_config=${OPENCODE_CONFIG_CONTENT:-}"; } >> "$STUB_LOG.$name"
 [ -n "${STUB_SLEEP:-}" ] && sleep "$STUB_SLEEP"
 if [ -n "${STUB_FAIL_RESUME:-}" ]; then
     for a in "$@"; do case "$a" in --resume|--session) exit 1 ;; esac; done
@@ -100,7 +100,7 @@ exit "${STUB_EXIT:-0}"
                 .take_while(|l| *l != "--")
                 .map(Into::into)
                 .collect();
-            let env: Vec<String> = lines.by_ref().take(3).map(Into::into).collect();
+            let env: Vec<String> = lines.by_ref().take(4).map(Into::into).collect();
             calls.push((args, env));
         }
         calls
@@ -241,7 +241,10 @@ fn copilot_and_opencode_get_their_own_forms() {
     let shell = Shell::new();
     std::fs::write(shell.terok("instructions.md"), "x").unwrap();
     std::fs::write(shell.terok("opencode-session.txt"), "ses_9\n").unwrap();
-    let (code, err) = shell.run("copilot; opencode; opencode run hi", &[]);
+    let (code, err) = shell.run(
+        "copilot; opencode; opencode run hi; OPENCODE_CONFIG_CONTENT='{}' blablador",
+        &[],
+    );
     assert_eq!(code, 0, "{err}");
     let copilot = shell.calls("copilot");
     assert_eq!(
@@ -254,6 +257,15 @@ fn copilot_and_opencode_get_their_own_forms() {
     assert_eq!(
         opencode[0].1[1],
         format!("session={}", shell.terok("opencode-session.txt").display())
+    );
+    let instructions = shell.terok("instructions.md").display().to_string();
+    let config: serde_json::Value =
+        serde_json::from_str(opencode[0].1[3].strip_prefix("opencode_config=").unwrap()).unwrap();
+    assert_eq!(config, serde_json::json!({"instructions": [instructions]}));
+    let blablador = shell.calls("blablador");
+    assert_eq!(
+        blablador[0].1[3], "opencode_config={}",
+        "the user's own is kept"
     );
 }
 
