@@ -43,79 +43,66 @@ pub fn scan(line: &[u8]) -> Option<Envelope> {
     if s.peek()? != b'{' {
         return None;
     }
-    s.at += 1;
     let mut env = Envelope::default();
-    let mut method_null = false;
-    let mut params_seen = false;
-    s.ws();
-    if s.peek()? == b'}' {
-        s.at += 1;
-    } else {
-        loop {
-            s.ws();
-            let key = s.plain_key()?;
-            s.ws();
-            s.expect(b':')?;
-            s.ws();
-            let slot = match key {
-                b"jsonrpc" => Some(&mut env.jsonrpc),
-                b"id" => Some(&mut env.id),
-                b"result" => Some(&mut env.result),
-                b"error" => Some(&mut env.error),
-                _ => None,
-            };
-            match (slot, key) {
-                (Some(slot), _) => {
-                    if slot.is_some() {
-                        return None;
-                    }
-                    *slot = Some(s.value(1)?);
+    let (mut method_null, mut params_seen) = (false, false);
+    s.members(0, |s, key, escaped| {
+        // An escaped key might spell a field's name: serde's to read.
+        if escaped {
+            return None;
+        }
+        let slot = match key {
+            b"jsonrpc" => Some(&mut env.jsonrpc),
+            b"id" => Some(&mut env.id),
+            b"result" => Some(&mut env.result),
+            b"error" => Some(&mut env.error),
+            _ => None,
+        };
+        match (slot, key) {
+            (Some(slot), _) => {
+                if slot.is_some() {
+                    return None;
                 }
-                (None, b"method") => {
-                    if env.method.is_some() || method_null {
-                        return None;
-                    }
-                    match s.peek()? {
-                        b'"' => {
-                            let start = s.at;
-                            if s.string()? {
-                                return None;
-                            }
-                            env.method = Some(start..s.at);
-                        }
-                        b'n' => {
-                            s.literal(b"null")?;
-                            method_null = true;
-                        }
-                        _ => return None,
-                    }
+                *slot = Some(s.value(1)?);
+            }
+            (None, b"method") => {
+                if env.method.is_some() || method_null {
+                    return None;
                 }
-                (None, b"params") => {
-                    if params_seen {
-                        return None;
-                    }
-                    params_seen = true;
-                    match s.peek()? {
-                        b'{' => (env.session_id, env.chunk) = s.params()?,
-                        // serde reads a number here as a number, and may find it out of range.
-                        b'-' | b'0'..=b'9' => return None,
-                        _ => {
-                            s.value(1)?;
+                match s.peek()? {
+                    b'"' => {
+                        let start = s.at;
+                        if s.string()? {
+                            return None;
                         }
+                        env.method = Some(start..s.at);
                     }
-                }
-                (None, _) => {
-                    s.value(1)?;
+                    b'n' => {
+                        s.literal(b"null")?;
+                        method_null = true;
+                    }
+                    _ => return None,
                 }
             }
-            s.ws();
-            match s.next()? {
-                b',' => continue,
-                b'}' => break,
-                _ => return None,
+            (None, b"params") => {
+                if params_seen {
+                    return None;
+                }
+                params_seen = true;
+                match s.peek()? {
+                    b'{' => (env.session_id, env.chunk) = s.params()?,
+                    // serde reads a number here as a number, and may find it out of range.
+                    b'-' | b'0'..=b'9' => return None,
+                    _ => {
+                        s.value(1)?;
+                    }
+                }
+            }
+            (None, _) => {
+                s.value(1)?;
             }
         }
-    }
+        Some(())
+    })?;
     s.ws();
     (s.at == line.len()).then_some(env)
 }
@@ -183,19 +170,6 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// An object key without escapes; the raw bytes between the quotes.
-    fn plain_key(&mut self) -> Option<&'a [u8]> {
-        if self.peek()? != b'"' {
-            return None;
-        }
-        let start = self.at + 1;
-        if self.string()? {
-            return None;
-        }
-        let b: &'a [u8] = self.b;
-        Some(&b[start..self.at - 1])
-    }
-
     /// Skips a string literal (at its opening quote); returns whether it had escapes.
     fn string(&mut self) -> Option<bool> {
         self.at += 1;
@@ -250,32 +224,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn object(&mut self, depth: usize) -> Option<()> {
-        if depth >= MAX_DEPTH {
-            return None;
-        }
-        self.at += 1;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            self.ws();
-            if self.peek()? != b'"' {
-                return None;
-            }
-            self.string()?;
-            self.ws();
-            self.expect(b':')?;
-            self.ws();
-            self.value(depth + 1)?;
-            self.ws();
-            match self.next()? {
-                b',' => continue,
-                b'}' => return Some(()),
-                _ => return None,
-            }
-        }
+        self.members(depth, |s, _, _| s.value(depth + 1).map(drop))
     }
 
     fn array(&mut self, depth: usize) -> Option<()> {
@@ -349,105 +298,100 @@ impl<'a> Scanner<'a> {
         Some((&b[start..self.at - 1], escaped))
     }
 
-    /// After a member's value: `Some(true)` at a comma, `Some(false)` at the closing brace.
-    fn after_member(&mut self) -> Option<bool> {
+    /// Walks an object (at its brace; an object at nesting `depth`) member by member: `each`
+    /// gets the key's raw bytes, whether it had escapes, and the scanner at the value, which it
+    /// must read.
+    fn members(
+        &mut self,
+        depth: usize,
+        mut each: impl FnMut(&mut Self, &'a [u8], bool) -> Option<()>,
+    ) -> Option<()> {
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        self.at += 1;
         self.ws();
-        match self.next()? {
-            b',' => Some(true),
-            b'}' => Some(false),
-            _ => None,
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            let (key, escaped) = self.key()?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            each(self, key, escaped)?;
+            self.ws();
+            match self.next()? {
+                b',' => continue,
+                b'}' => return Some(()),
+                _ => return None,
+            }
         }
     }
 
     /// The `params` object (at its brace): the span of `sessionId` when it is a string, and a
     /// text chunk's kind and text when `update` is one.
     fn params(&mut self) -> Option<(Option<Range<usize>>, Option<Chunk>)> {
-        self.at += 1;
         let (mut session_id, mut seen) = (None, false);
         let mut chunk: Option<Chunk> = None;
         // A second `update` leaves the chunk to serde: which one counts is not for the scanner
         // to guess.
-        let (mut unsure, mut updates) = (false, 0);
-        self.ws();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some((None, None));
-        }
-        loop {
-            self.ws();
+        let mut updates = 0;
+        self.members(1, |s, key, escaped| {
             // An escaped key might spell `sessionId`: serde's to read.
-            let key = self.plain_key()?;
-            self.ws();
-            self.expect(b':')?;
-            self.ws();
+            if escaped {
+                return None;
+            }
             if key == b"update" {
                 updates += 1;
-                unsure |= updates > 1;
-                if self.peek()? == b'{' {
-                    chunk = self.update(2)?;
+                if s.peek()? == b'{' {
+                    chunk = s.update(2)?;
                 } else {
-                    self.value(2)?;
+                    s.value(2)?;
                 }
-            } else {
-                let span = self.value(2)?;
-                if key == b"sessionId" {
-                    if seen {
-                        return None;
-                    }
-                    seen = true;
-                    if self.b[span.start] == b'"' {
-                        session_id = Some(span);
-                    }
+                return Some(());
+            }
+            let span = s.value(2)?;
+            if key == b"sessionId" {
+                if seen {
+                    return None;
                 }
+                seen = true;
+                session_id = (s.b[span.start] == b'"').then_some(span);
             }
-            if !self.after_member()? {
-                return Some((session_id, chunk.filter(|_| !unsure)));
-            }
-        }
+            Some(())
+        })?;
+        Some((session_id, chunk.filter(|_| updates == 1)))
     }
 
     /// `params.update` (at its brace; an object at nesting `depth`): a text chunk's kind and
     /// text, when its keys are plain and `sessionUpdate` and `content` come once each.
     fn update(&mut self, depth: usize) -> Option<Option<Chunk>> {
-        if depth >= MAX_DEPTH {
-            return None;
-        }
         let (mut kind, mut kinds, mut text, mut contents, mut sure) = (None, 0, None, 0, true);
-        self.at += 1;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(None);
-        }
-        loop {
-            self.ws();
-            let (key, escaped) = self.key()?;
+        self.members(depth, |s, key, escaped| {
             sure &= !escaped;
-            self.ws();
-            self.expect(b':')?;
-            self.ws();
             match key {
                 b"sessionUpdate" => {
                     kinds += 1;
-                    let span = self.value(depth + 1)?;
-                    kind = (self.b[span.start] == b'"').then_some(span);
+                    let span = s.value(depth + 1)?;
+                    kind = (s.b[span.start] == b'"').then_some(span);
+                }
+                b"content" if s.peek()? == b'{' => {
+                    contents += 1;
+                    text = s.text_content(depth + 1)?;
                 }
                 b"content" => {
                     contents += 1;
-                    if self.peek()? == b'{' {
-                        text = self.text_content(depth + 1)?;
-                    } else {
-                        self.value(depth + 1)?;
-                    }
+                    s.value(depth + 1)?;
                 }
                 _ => {
-                    self.value(depth + 1)?;
+                    s.value(depth + 1)?;
                 }
             }
-            if !self.after_member()? {
-                break;
-            }
-        }
+            Some(())
+        })?;
         Some(match (sure && kinds == 1 && contents == 1, kind, text) {
             (true, Some(kind), Some(text)) => Some((kind, text)),
             _ => None,
@@ -457,39 +401,23 @@ impl<'a> Scanner<'a> {
     /// `content` (at its brace; an object at nesting `depth`): the span of `text` when `type`
     /// is exactly `"text"`, its keys are plain and neither comes twice.
     fn text_content(&mut self, depth: usize) -> Option<Option<Range<usize>>> {
-        if depth >= MAX_DEPTH {
-            return None;
-        }
         let (mut is_text, mut types, mut text, mut texts, mut sure) = (false, 0, None, 0, true);
-        self.at += 1;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(None);
-        }
-        loop {
-            self.ws();
-            let (key, escaped) = self.key()?;
+        self.members(depth, |s, key, escaped| {
             sure &= !escaped;
-            self.ws();
-            self.expect(b':')?;
-            self.ws();
-            let span = self.value(depth + 1)?;
+            let span = s.value(depth + 1)?;
             match key {
                 b"type" => {
                     types += 1;
-                    is_text = &self.b[span] == b"\"text\"";
+                    is_text = &s.b[span] == b"\"text\"";
                 }
                 b"text" => {
                     texts += 1;
-                    text = (self.b[span.start] == b'"').then_some(span);
+                    text = (s.b[span.start] == b'"').then_some(span);
                 }
                 _ => {}
             }
-            if !self.after_member()? {
-                break;
-            }
-        }
+            Some(())
+        })?;
         Some(text.filter(|_| sure && is_text && types == 1 && texts == 1))
     }
 }
