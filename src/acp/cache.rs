@@ -271,8 +271,21 @@ impl ProbeCache {
     }
 
     /// Stores a probe known from elsewhere (a persisted cache), unless the key is settled.
+    /// A first probe that started before the seed (the daemon's start can race it) does not
+    /// hold requests up: they get the seeded answer, and the caller revalidates it.
     pub fn seed(&self, key: CacheKey, probe: Arc<AgentProbe>) {
-        self.inner.slots.entry(key).or_insert(Slot::Ready(probe));
+        use dashmap::mapref::entry::Entry;
+        match self.inner.slots.entry(key) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(Slot::Ready(probe));
+            }
+            Entry::Occupied(mut occupied) => {
+                if matches!(occupied.get(), Slot::InFlight { previous: None, .. }) {
+                    // The flight runs on for whoever waits on it; its outcome is not stored.
+                    occupied.insert(Slot::Ready(probe));
+                }
+            }
+        }
     }
 
     /// Stores `probe` as the answer for `key`, replacing whatever was there (a probe in flight
@@ -393,6 +406,35 @@ mod tests {
         for _ in 0..8 {
             tokio::task::yield_now().await;
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_seed_answers_at_once_even_after_a_first_probe_started() {
+        let cache = Arc::new(ProbeCache::new());
+        let slow = || {
+            async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok(fake_probe("s"))
+            }
+            .boxed()
+        };
+        let early = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get_or_probe(key("s"), WAIT * 10, slow).await })
+        };
+        settle_tasks().await;
+        assert!(cache.in_flight(&key("s")));
+        cache.seed(key("s"), fake_probe("s"));
+        let started = tokio::time::Instant::now();
+        let answer = cache
+            .get_or_probe(key("s"), WAIT * 10, || async { unreachable!() }.boxed())
+            .await;
+        assert!(answer.is_ok());
+        assert_eq!(started.elapsed(), Duration::ZERO, "no wait for the flight");
+        assert!(
+            early.await.unwrap().is_ok(),
+            "the early request still gets its probe"
+        );
     }
 
     #[tokio::test]
