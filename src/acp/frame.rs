@@ -413,11 +413,22 @@ pub fn json_str(raw: &[u8]) -> Option<Cow<'_, str>> {
     if let [b'"', inner @ .., b'"'] = raw {
         // The fast path only takes what needs no decoding: no escape, no inner quote (which
         // would end the literal early), no control character (which JSON forbids raw).
-        if !inner.iter().any(|&b| b == b'\\' || b == b'"' || b < 0x20) {
+        if crate::acp::scan::special_at(inner).is_none() {
             return std::str::from_utf8(inner).ok().map(Cow::Borrowed);
         }
     }
     serde_json::from_slice::<String>(raw).ok().map(Cow::Owned)
+}
+
+/// [`json_str`] for a string literal the envelope scanner has validated: it has no raw quote or
+/// control character inside, so only a backslash means there is something to decode.
+pub fn scanned_str(literal: &[u8]) -> Option<Cow<'_, str>> {
+    match literal {
+        [b'"', inner @ .., b'"'] if memchr::memchr(b'\\', inner).is_none() => {
+            std::str::from_utf8(inner).ok().map(Cow::Borrowed)
+        }
+        _ => json_str(literal),
+    }
 }
 
 /// Encodes a string as a JSON string literal.

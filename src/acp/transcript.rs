@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::frame::{json_str, Frame, Span};
+use super::frame::{scanned_str, Frame, Span};
 
 /// A text chunk's kind and text literals within its frame.
 type Chunk = (Span, Span);
@@ -220,7 +220,9 @@ impl Transcript {
             // its kind and text already (serde reads what the scanner left).
             match chunk {
                 Some((kind, text)) => {
-                    if let (Some(kind), Some(text)) = (json_str(&raw[kind]), json_str(&raw[text])) {
+                    if let (Some(kind), Some(text)) =
+                        (scanned_str(&raw[kind]), scanned_str(&raw[text]))
+                    {
                         if let Some(r) = run.as_mut().filter(|r| r.kind == kind) {
                             r.text.push_str(&text);
                             // Appended now where appending chunk by chunk would cut the text or
@@ -390,7 +392,7 @@ impl Transcript {
         *weight += text.len();
         self.bytes += text.len();
         if so_far.len() > limit {
-            let mut cut = so_far.len() - limit * 3 / 4;
+            let mut cut = so_far.len() - limit / 2;
             while !so_far.is_char_boundary(cut) {
                 cut += 1;
             }
