@@ -116,6 +116,21 @@ pub enum AcpCommand {
         )]
         extra: Vec<String>,
     },
+    /// Ask a running daemon what it holds: connections, sessions, agent processes, probes,
+    /// counters and usage.
+    Status {
+        #[arg(long, value_enum, default_value = "podman")]
+        runtime: RuntimeKind,
+        /// The container (for `local`: the directory holding the wrappers).
+        #[arg(required_unless_present = "socket")]
+        container: Option<String>,
+        /// The daemon's socket, instead of the container's endpoint.
+        #[arg(long, conflicts_with = "container")]
+        socket: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -133,6 +148,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }),
             ..
         }) => run_connect(runtime, &container, &extra),
+        Command::Acp(AcpArgs {
+            command:
+                Some(AcpCommand::Status {
+                    runtime,
+                    container,
+                    socket,
+                    json,
+                }),
+            ..
+        }) => tokio_runtime()?.block_on(run_status(runtime, container, socket, json)),
         Command::Acp(args) => tokio_runtime()?.block_on(run_acp(args)),
         Command::Demo(args) => tokio_runtime()?.block_on(crate::demo::run(args)),
         Command::Agents(args) => {
@@ -224,6 +249,26 @@ async fn run_list(runtime: RuntimeKind, json: bool) -> anyhow::Result<ExitCode> 
         println!("{}", serde_json::to_string_pretty(&entries)?);
     } else {
         print!("{}", listing::render_table(&entries));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_status(
+    runtime: RuntimeKind,
+    container: Option<String>,
+    socket: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let socket = match (socket, container) {
+        (Some(socket), _) => socket,
+        (None, Some(container)) => endpoint_for(runtime, &container)?.0.socket,
+        (None, None) => anyhow::bail!("name a container or give --socket"),
+    };
+    let status = crate::acp::inspect::query(&socket).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", crate::acp::status::render(&status));
     }
     Ok(ExitCode::SUCCESS)
 }

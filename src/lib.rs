@@ -19,6 +19,8 @@
 //!   - [`acp::vault_login`]: the editor's login through the host's vault, as ACP terminal auth.
 //!   - [`acp::session_defaults`]: the `_meta` defaults (a task's instructions and sub-agents)
 //!     the daemon adds to the sessions it opens at an agent.
+//!   - [`acp::status`], [`acp::inspect`]: what a running daemon reports about itself (its
+//!     connections, sessions, agent processes, probes, counters and usage), and asking it.
 //! - [`image`]: the L0/L1 agent images: tags, package sources, Dockerfile templates, build
 //!   context, build.
 //! - [`container`]: hardened agent containers: `run`, `list`, `stop`, and each container's vault

@@ -48,7 +48,10 @@ const STREAM_BATCH_BYTES: usize = 1 << 20;
 /// Runs the script chosen by `text` and answers the prompt request.
 pub fn run(agent: &Agent, session: &Session, raw_id: &str, text: &str) {
     let stop = script(agent, session, text);
-    let result = json!({"stopReason": stop.as_str()});
+    let mut result = json!({"stopReason": stop.as_str()});
+    if let Some(usage) = turn_usage(text) {
+        result["usage"] = usage;
+    }
     agent.out.send(&response_frame(raw_id, &result));
 }
 
@@ -76,6 +79,26 @@ fn script(agent: &Agent, session: &Session, text: &str) -> Stop {
             None => say(agent, session, "usage: slow N MS"),
         },
         "hang" => hang(agent, session),
+        "usage" => match numbers.as_slice() {
+            [input, output, cost] => {
+                let (Ok(input), Ok(output), Ok(cost)) = (
+                    input.parse::<u64>(),
+                    output.parse::<u64>(),
+                    cost.parse::<f64>(),
+                ) else {
+                    return say(agent, session, "usage: usage IN OUT COST");
+                };
+                let update = json!({
+                    "sessionUpdate": "usage_update",
+                    "used": input + output,
+                    "size": 200_000,
+                    "cost": {"amount": cost, "currency": "USD"},
+                });
+                agent.out.send(&session_update_frame(&session.id, update));
+                say(agent, session, "usage reported")
+            }
+            _ => say(agent, session, "usage: usage IN OUT COST"),
+        },
         "permission" => permission(agent, session),
         "read" if !rest.is_empty() => read(agent, session, rest),
         "write" if !rest.is_empty() => {
@@ -117,6 +140,18 @@ fn script(agent: &Agent, session: &Session, text: &str) -> Stop {
         }
         _ => default_reply(agent, session, text),
     }
+}
+
+/// The token counts `usage IN OUT COST` reports for its turn, in the prompt's answer.
+fn turn_usage(text: &str) -> Option<Value> {
+    let (command, rest) = split_word(text);
+    let [input, output, _] = rest.split_whitespace().collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    let (input, output) = (input.parse::<u64>().ok()?, output.parse::<u64>().ok()?);
+    (command == "usage").then(
+        || json!({"totalTokens": input + output, "inputTokens": input, "outputTokens": output}),
+    )
 }
 
 /// Parses exactly two non-negative integers.

@@ -45,6 +45,28 @@ fn stream_sends_all_updates_before_the_response() {
 }
 
 #[test]
+fn usage_reports_context_cost_and_the_turns_tokens() {
+    with_timeout(TEST_LIMIT, || {
+        let mut fx = Fixture::spawn(&[]);
+        let sid = fx.start_session();
+        let (updates, response) = fx.prompt(&sid, "usage 120 30 0.25");
+        assert_eq!(
+            updates[0]["params"]["update"],
+            json!({"sessionUpdate": "usage_update", "used": 150, "size": 200_000,
+                   "cost": {"amount": 0.25, "currency": "USD"}})
+        );
+        assert_eq!(chunk_texts(&updates), ["usage reported"]);
+        assert_eq!(
+            response["result"]["usage"],
+            json!({"totalTokens": 150, "inputTokens": 120, "outputTokens": 30})
+        );
+        let (updates, response) = fx.prompt(&sid, "usage lots");
+        assert_eq!(chunk_texts(&updates), ["usage: usage IN OUT COST"]);
+        assert!(response["result"].get("usage").is_none());
+    });
+}
+
+#[test]
 fn stream_output_survives_closed_stdin() {
     with_timeout(TEST_LIMIT, || {
         let mut fx = Fixture::spawn(&[]);

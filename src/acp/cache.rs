@@ -360,6 +360,57 @@ impl ProbeCache {
             .min()
     }
 
+    /// Every agent's entry, for `acp status`: ready, probing, needing a login or failing (and
+    /// when it is probed next). Agents are in name order; an agent probed for several client
+    /// profiles appears once per profile.
+    pub fn snapshot(&self) -> Vec<crate::acp::status::Probe> {
+        let now = Instant::now();
+        let mut probes: Vec<crate::acp::status::Probe> = self
+            .inner
+            .slots
+            .iter()
+            .map(|slot| {
+                let mut probe = crate::acp::status::Probe {
+                    agent: slot.key().agent.to_string(),
+                    ..Default::default()
+                };
+                match &*slot {
+                    Slot::Ready(ready) => {
+                        probe.state = "ready".into();
+                        probe.models = Some(ready.menu.models.len().max(1));
+                    }
+                    Slot::InFlight {
+                        started, previous, ..
+                    } => {
+                        probe.state = "probing".into();
+                        probe.reason = Some(match previous {
+                            Some(error) => format!(
+                                "for {:.1} s, after: {error}",
+                                started.elapsed().as_secs_f64()
+                            ),
+                            None => format!("for {:.1} s", started.elapsed().as_secs_f64()),
+                        });
+                    }
+                    Slot::Failed {
+                        error, retry_at, ..
+                    } => {
+                        probe.state = match error {
+                            ProbeError::AuthRequired { .. } => "needs_authentication",
+                            _ => "failed",
+                        }
+                        .into();
+                        probe.reason = Some(error.to_string());
+                        probe.retry_in_secs =
+                            Some(retry_at.saturating_duration_since(now).as_secs_f64());
+                    }
+                }
+                probe
+            })
+            .collect();
+        probes.sort_by(|a, b| a.agent.cmp(&b.agent));
+        probes
+    }
+
     /// Every ready probe of `identity`, for persisting.
     pub fn ready(&self, identity: &Identity) -> Vec<Arc<AgentProbe>> {
         self.inner

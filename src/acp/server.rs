@@ -267,6 +267,10 @@ pub struct Server {
     /// False while the persisted cache is being read: requests wait for it rather than start
     /// probes it would have answered.
     seeded: tokio::sync::watch::Sender<bool>,
+    /// When the daemon started, for `acp status`.
+    pub started: std::time::Instant,
+    /// Lines from agents dropped as malformed or overlong (counted by the pumps).
+    pub agent_errors: AtomicU64,
 }
 
 /// Which sessions are bound to which agent, daemon-wide, for the `.bound` marker.
@@ -289,6 +293,8 @@ impl Server {
             stop_reason: Mutex::new("the ACP daemon is shutting down".into()),
             sessions,
             next_connection: AtomicU64::new(1),
+            started: std::time::Instant::now(),
+            agent_errors: AtomicU64::new(0),
             bound: Mutex::new(BoundSessions::default()),
             adopter: Arc::default(),
             seeded: tokio::sync::watch::channel(true).0,

@@ -136,6 +136,8 @@ pub(super) struct Backend {
     pub spare_waiters: Vec<Arc<str>>,
     /// The `_meta` defaults of the sessions opened here (see `acp::session_defaults`).
     pub session_meta: Option<Arc<serde_json::Map<String, Value>>>,
+    /// When its process was connected.
+    pub started: Option<std::time::Instant>,
 }
 
 impl Backend {
@@ -161,11 +163,17 @@ impl Backend {
             spare_failed: false,
             spare_waiters: Vec::new(),
             session_meta: None,
+            started: None,
         }
     }
 
     pub fn is_ready(&self) -> bool {
         self.state == BackendState::Ready
+    }
+
+    /// The process id, once known.
+    pub fn pid(&self) -> Option<crate::acp::runtime::AgentPid> {
+        self.control.as_ref().and_then(ProcessControl::pid)
     }
 
     /// Whether the agent advertised `agentCapabilities.<path>` (true, or an object).
@@ -357,6 +365,7 @@ impl Hub {
             }
             BackendEvent::Frames(frames) => {
                 for frame in frames {
+                    self.counters.agent_to_daemon.add(frame.raw().len() + 1);
                     self.on_backend_frame(slot, frame);
                 }
             }
@@ -382,6 +391,7 @@ impl Hub {
                     message.push_str(&format!("; stderr: {stderr}"));
                 }
                 tracing::warn!("{message}");
+                self.counters.agent_exits += 1;
                 let error = RpcError::new(INTERNAL_ERROR, message)
                     .with_data(json!({"agent": backend.agent.as_str(), "stderr": stderr}));
                 self.fail_backend(slot, error);
@@ -425,6 +435,7 @@ impl Hub {
         backend.stderr = stderr;
         let exit = control.exit_watch();
         backend.control = Some(control);
+        backend.started = Some(std::time::Instant::now());
         self.server.tracker.spawn(super::pump::pump(
             slot,
             stdout,

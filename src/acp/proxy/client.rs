@@ -24,6 +24,8 @@ impl Hub {
         let raw = match line {
             Line::Frame(raw) => raw,
             Line::Overlong(len) => {
+                self.counters.client_to_daemon.add(len);
+                self.counters.client_errors += 1;
                 tracing::warn!(
                     "client sent a line of {len} bytes, over the {} byte limit",
                     self.server.config.max_frame
@@ -42,12 +44,14 @@ impl Hub {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return;
         }
+        self.counters.client_to_daemon.add(raw.len() + 1);
         match Frame::parse(raw) {
             Ok(frame) => {
                 self.trace_frame("<-", "client", &frame);
                 self.on_client_frame(conn, frame);
             }
             Err(e) => {
+                self.counters.client_errors += 1;
                 tracing::warn!(conn, "bad frame from client: {e}");
                 let id = e.reply_id().cloned();
                 self.reply_error(conn, id.as_deref(), &RpcError::new(e.code(), e.to_string()));
@@ -73,6 +77,9 @@ impl Hub {
                 if &**name == crate::acp::vault_login::VAULT_LOGIN_METHOD =>
             {
                 self.on_vault_login(conn, frame)
+            }
+            (Some(Method::Other(name)), true) if &**name == crate::acp::status::STATUS_METHOD => {
+                self.on_status(conn, frame)
             }
             (Some(Method::SessionLoad), true) => self.on_reattach(conn, frame, "session/load"),
             (Some(Method::SessionResume), true) => self.on_reattach(conn, frame, "session/resume"),

@@ -37,6 +37,16 @@ pub(super) struct Conn {
     pub deferred: usize,
     /// The agent this client last logged in to (where its `logout` goes).
     pub login: Option<AgentName>,
+    /// Who is on the other end of the socket.
+    pub peer: Peer,
+    pub since: Instant,
+}
+
+/// A client's credentials, from the socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub uid: u32,
+    pub pid: Option<i32>,
 }
 
 impl Conn {
@@ -55,8 +65,11 @@ impl Conn {
 pub async fn serve_connection(server: Arc<Server>, hub: HubHandle, stream: UnixStream) {
     let id = server.next_connection_id();
     // Only the daemon's own user (and users explicitly allowed) may talk to its agents.
-    match stream.peer_cred() {
-        Ok(cred) if server.config.allows_uid(cred.uid()) => {}
+    let peer = match stream.peer_cred() {
+        Ok(cred) if server.config.allows_uid(cred.uid()) => Peer {
+            uid: cred.uid(),
+            pid: cred.pid(),
+        },
         Ok(cred) => {
             tracing::warn!(
                 uid = cred.uid(),
@@ -69,19 +82,27 @@ pub async fn serve_connection(server: Arc<Server>, hub: HubHandle, stream: UnixS
             tracing::warn!("refused a connection whose peer cannot be identified: {e}");
             return;
         }
-    }
+    };
     let span = tracing::info_span!("conn", id);
-    read_loop(server, hub, stream, id).instrument(span).await
+    read_loop(server, hub, stream, id, peer)
+        .instrument(span)
+        .await
 }
 
-async fn read_loop(server: Arc<Server>, hub: HubHandle, stream: UnixStream, conn: ConnId) {
+async fn read_loop(
+    server: Arc<Server>,
+    hub: HubHandle,
+    stream: UnixStream,
+    conn: ConnId,
+    peer: Peer,
+) {
     tracing::debug!("client connected");
     let (read, write) = stream.into_split();
     let outbox = Outbox::spawn(write, &server.tracker, format!("client {conn}"));
     let gauge = outbox.gauge();
     if hub
         .events
-        .send(Event::Connected { conn, outbox })
+        .send(Event::Connected { conn, outbox, peer })
         .await
         .is_err()
     {
@@ -128,7 +149,7 @@ async fn read_loop(server: Arc<Server>, hub: HubHandle, stream: UnixStream, conn
 }
 
 impl Hub {
-    pub(super) fn on_connected(&mut self, conn: ConnId, outbox: Outbox) {
+    pub(super) fn on_connected(&mut self, conn: ConnId, outbox: Outbox, peer: Peer) {
         self.conns.insert(
             conn,
             Conn {
@@ -138,6 +159,8 @@ impl Hub {
                 catalog: None,
                 deferred: 0,
                 login: None,
+                peer,
+                since: Instant::now(),
             },
         );
     }

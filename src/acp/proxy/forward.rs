@@ -97,6 +97,7 @@ impl Hub {
         let Some(session) = self.sessions.get_mut(sid.as_str()) else {
             return;
         };
+        session.last_activity = self.now;
         match &mut session.state {
             SessionState::Bound(link) => {
                 let route = (link.slot, session.id.clone(), link.backend_literal.clone());

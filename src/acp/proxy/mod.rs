@@ -32,6 +32,7 @@ mod relay;
 mod routing;
 mod session;
 mod spare;
+mod status;
 mod vault;
 
 use std::collections::HashMap;
@@ -69,6 +70,7 @@ enum Event {
     Connected {
         conn: ConnId,
         outbox: Outbox,
+        peer: connection::Peer,
     },
     ClientLines {
         conn: ConnId,
@@ -162,6 +164,18 @@ struct Hub {
     /// Timers (bind deadlines, detached and idle times): events that fire later. Stale ones
     /// are recognised by their epoch or attempt and do nothing.
     timers: tokio_util::time::DelayQueue<Event>,
+    /// Frames and bytes each way, errors: what `acp status` reports.
+    counters: crate::acp::status::Counters,
+    /// When the current event began: one clock read per event, not per frame.
+    now: std::time::Instant,
+}
+
+/// Counts the frames (lines) and bytes of a batch about to be sent.
+fn count_lines(flow: &mut crate::acp::status::Flow, batch: &[u8]) {
+    if !batch.is_empty() {
+        flow.frames += memchr::memchr_iter(b'\n', batch).count() as u64;
+        flow.bytes += batch.len() as u64;
+    }
 }
 
 /// Answers an agent's question to the client as cancelled.
@@ -198,6 +212,8 @@ pub fn spawn_hub(server: Arc<Server>) -> HubHandle {
         catalog: None,
         warmed: Default::default(),
         timers: tokio_util::time::DelayQueue::new(),
+        counters: Default::default(),
+        now: std::time::Instant::now(),
     };
     let span = tracing::info_span!("hub");
     server.tracker.spawn(tracing::Instrument::instrument(
@@ -229,6 +245,7 @@ impl Hub {
                 }
                 Some(warm) = adopt.recv() => self.on_adopt(warm),
                 Some(event) = events.recv() => {
+                    self.now = std::time::Instant::now();
                     let conn = event.connection();
                     // A panic handling one event must not take every session down with it:
                     // the connection that sent it is dropped, the hub serves on.
@@ -252,7 +269,7 @@ impl Hub {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Connected { conn, outbox } => self.on_connected(conn, outbox),
+            Event::Connected { conn, outbox, peer } => self.on_connected(conn, outbox, peer),
             Event::ClientLines { conn, lines } => {
                 for line in lines {
                     self.on_client_line(conn, line);
@@ -358,10 +375,13 @@ impl Hub {
 
     /// Sends what this event produced: one batch per peer.
     fn flush(&mut self) {
+        let counters = &mut self.counters;
         for conn in self.conns.values_mut() {
+            count_lines(&mut counters.daemon_to_client, &conn.buf);
             conn.flush();
         }
         for backend in self.backends.values_mut() {
+            count_lines(&mut counters.daemon_to_agent, &backend.buf);
             backend.flush();
         }
     }

@@ -6,6 +6,7 @@
 //! piling frames up in memory. When the output ends, the pump says how the process ended, and
 //! whether its container went with it.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,10 +61,12 @@ pub(super) async fn pump(
             Line::Frame(raw) => match Frame::parse(raw) {
                 Ok(frame) => batch.push(frame),
                 Err(e) => {
+                    server.agent_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(agent = %agent, "dropping a malformed line from the agent: {e}")
                 }
             },
             Line::Overlong(len) => {
+                server.agent_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(agent = %agent, "dropping a {len} byte line from the agent: over the frame limit")
             }
         };

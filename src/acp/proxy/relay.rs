@@ -30,6 +30,9 @@ static PATH_KEY: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"\"path\""));
 static FILE_URI: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"file:"));
+/// Looked for in updates that are not text chunks: what the session costs.
+static USAGE_UPDATE: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"usage_update"));
 /// Looked for only in updates of sessions whose agent sent a legacy `modes` block.
 static MODE_UPDATE: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"current_mode_update"));
@@ -77,15 +80,19 @@ impl Hub {
                 session,
             } => {
                 if let (Method::SessionPrompt, Some(sid)) = (&method, &session) {
-                    let stop = frame
-                        .to_value()
-                        .ok()
-                        .and_then(|v| {
-                            v.pointer("/result/stopReason")
-                                .and_then(Value::as_str)
-                                .map(str::to_owned)
-                        })
-                        .unwrap_or_else(|| "error".to_owned());
+                    let answer = frame.to_value().ok();
+                    let stop = answer
+                        .as_ref()
+                        .and_then(|v| v.pointer("/result/stopReason"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("error")
+                        .to_owned();
+                    if let (Some(usage), Some(s)) = (
+                        answer.as_ref().and_then(|v| v.pointer("/result/usage")),
+                        self.sessions.get_mut(sid),
+                    ) {
+                        super::status::record_turn_usage(&mut s.usage, usage);
+                    }
                     self.turn_ended(sid, &stop);
                 }
                 if method == Method::SessionSetConfigOption && !frame.contains(b"\"error\"") {
@@ -367,7 +374,9 @@ impl Hub {
             return self.broadcast(slot, &frame);
         };
         let is_update = frame.method() == Some(&Method::SessionUpdate);
-        if is_update && frame.contains_with(&CONFIG_OPTION_UPDATE) {
+        // A text chunk (most of a stream) is none of the updates looked for below.
+        let is_chunk = frame.chunk_spans().is_some();
+        if is_update && !is_chunk && frame.contains_with(&CONFIG_OPTION_UPDATE) {
             let proxy = route.proxy.clone();
             return self.on_config_option_update(&proxy, frame);
         }
@@ -391,8 +400,13 @@ impl Hub {
             }),
             None => frame,
         };
+        session.last_activity = self.now;
         if is_update {
+            session.updates += 1;
             session.transcript.record_frame(&frame);
+            if !is_chunk && frame.contains_with(&USAGE_UPDATE) {
+                super::status::record_usage_update(&mut session.usage, &frame);
+            }
         }
         let mode_changed = is_update
             && session.link().is_some_and(|l| l.modes.is_some())

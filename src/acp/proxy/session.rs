@@ -132,6 +132,13 @@ pub struct Session {
     /// The params of the model pick in progress: the fields the proxy does not rewrite go to
     /// the agent with its own model request.
     pub pick_params: Option<Value>,
+    pub created: std::time::Instant,
+    /// The latest frame of this session, either way.
+    pub last_activity: std::time::Instant,
+    /// `session/update` notifications from its agents.
+    pub updates: u64,
+    /// What it has cost so far, as its agents reported it.
+    pub usage: crate::acp::status::Usage,
 }
 
 impl Session {
@@ -169,6 +176,10 @@ impl Session {
             suppress_replay: false,
             handover: None,
             pick_params: None,
+            created: std::time::Instant::now(),
+            last_activity: std::time::Instant::now(),
+            updates: 0,
+            usage: Default::default(),
         }
     }
 

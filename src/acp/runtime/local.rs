@@ -132,6 +132,11 @@ impl LocalRuntime {
         });
 
         let (control, supervisor) = ProcessControl::pair();
+        if let Some(pid) = pid {
+            let _ = supervisor
+                .pid
+                .set(super::AgentPid::Host(pid.as_raw() as u32));
+        }
         tokio::spawn(async move {
             let guard = GroupGuard(pid);
             let status = tokio::select! {

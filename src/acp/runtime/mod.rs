@@ -192,28 +192,48 @@ impl fmt::Display for ExitInfo {
 pub struct ProcessControl {
     terminate: Option<oneshot::Sender<()>>,
     exit: watch::Receiver<Option<ExitInfo>>,
+    pid: Arc<std::sync::OnceLock<AgentPid>>,
+}
+
+/// A wrapper's process id, as far as the daemon can know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentPid {
+    /// A process on the daemon's host: its `/proc` entry is readable.
+    Host(u32),
+    /// A process inside the container, in the container's pid namespace.
+    Container(i64),
 }
 
 /// The runtime's side of a [`ProcessControl`]: learns when to terminate, reports the exit.
 pub struct ProcessSupervisor {
     pub terminate: oneshot::Receiver<()>,
     pub exit: watch::Sender<Option<ExitInfo>>,
+    /// Set once the process id is known.
+    pub pid: Arc<std::sync::OnceLock<AgentPid>>,
 }
 
 impl ProcessControl {
     pub fn pair() -> (ProcessControl, ProcessSupervisor) {
         let (term_tx, term_rx) = oneshot::channel();
         let (exit_tx, exit_rx) = watch::channel(None);
+        let pid = Arc::<std::sync::OnceLock<AgentPid>>::default();
         (
             ProcessControl {
                 terminate: Some(term_tx),
                 exit: exit_rx,
+                pid: pid.clone(),
             },
             ProcessSupervisor {
                 terminate: term_rx,
                 exit: exit_tx,
+                pid,
             },
         )
+    }
+
+    /// The process id, once the runtime knows it.
+    pub fn pid(&self) -> Option<AgentPid> {
+        self.pid.get().copied()
     }
 
     /// Asks the runtime to end the process: gracefully first, then by force.

@@ -13,7 +13,6 @@
 //! are unavailable.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::container::LogOutput;
@@ -267,22 +266,22 @@ impl PodmanRuntime {
         let docker = self.docker.clone();
         let (container, exec_id) = (self.id.clone(), exec.id.clone());
         self.supervisors.spawn(async move {
-            let pid: Arc<Mutex<Option<i64>>> = Arc::default();
-            let pid_slot = pid.clone();
-            let pid_rx = async move {
+            let pid = supervisor.pid.clone();
+            tokio::spawn(async move {
                 if let Ok(p) = pid_rx.await {
-                    if let Ok(mut slot) = pid_slot.lock() {
-                        *slot = Some(p);
-                    }
+                    let _ = pid.set(super::AgentPid::Container(p));
                 }
-            };
-            tokio::spawn(pid_rx);
+            });
+            let pid = supervisor.pid.clone();
             let mut ended_rx = ended_rx;
             let ended_by_itself = tokio::select! {
                 _ = &mut ended_rx => true,
                 _ = supervisor.terminate => false,
             };
-            let known_pid = || pid.lock().ok().and_then(|p| *p);
+            let known_pid = || match pid.get() {
+                Some(super::AgentPid::Container(p)) => Some(*p),
+                _ => None,
+            };
             if !ended_by_itself {
                 if let Some(pid) = known_pid() {
                     signal_group(&docker, &container, pid, "TERM").await;
