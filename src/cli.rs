@@ -89,6 +89,13 @@ pub struct AcpArgs {
     /// The Unix socket to listen on.
     #[arg(required = true)]
     pub socket: Option<PathBuf>,
+    /// Write every frame of every hop to FILE as NDJSON (also `TEROK_ACP_TRACE`); secrets
+    /// are redacted, text elided unless `--trace-content`.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Keep prompt, file and message text in the trace (also `TEROK_ACP_TRACE_CONTENT=1`).
+    #[arg(long)]
+    pub trace_content: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +122,11 @@ pub enum AcpCommand {
             value_name = "LOGIN"
         )]
         extra: Vec<String>,
+    },
+    /// Print a wire trace (`acp --trace FILE`) as a timeline per session, with round trips.
+    Trace {
+        /// The trace file.
+        file: PathBuf,
     },
     /// Ask a running daemon what it holds: connections, sessions, agent processes, probes,
     /// counters and usage.
@@ -158,6 +170,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }),
             ..
         }) => tokio_runtime()?.block_on(run_status(runtime, container, socket, json)),
+        Command::Acp(AcpArgs {
+            command: Some(AcpCommand::Trace { file }),
+            ..
+        }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            print!("{}", crate::acp::trace_view::render(&text)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Acp(args) => tokio_runtime()?.block_on(run_acp(args)),
         Command::Demo(args) => tokio_runtime()?.block_on(crate::demo::run(args)),
         Command::Agents(args) => {
@@ -213,6 +234,21 @@ async fn run_acp(args: AcpArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(dir) = agent_config {
         config.session_defaults = crate::launcher::agent_config::session_defaults(&dir);
+    }
+    if let Some(path) = args.trace {
+        config.trace = Some(crate::acp::trace::TraceConfig {
+            path,
+            content: false,
+        });
+    }
+    if let Some(trace) = config.trace.as_mut() {
+        trace.content |= args.trace_content;
+        // Say so now, not in a log nobody reads: a trace that cannot be written is no trace.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&trace.path)
+            .with_context(|| format!("cannot write the trace {}", trace.path.display()))?;
     }
     match daemon::run(runtime, &socket, config).await? {
         Outcome::AlreadyServed | Outcome::Stopped => Ok(ExitCode::SUCCESS),

@@ -21,6 +21,8 @@
 //!     the daemon adds to the sessions it opens at an agent.
 //!   - [`acp::status`], [`acp::inspect`]: what a running daemon reports about itself (its
 //!     connections, sessions, agent processes, probes, counters and usage), and asking it.
+//!   - [`acp::trace`], [`acp::trace_view`]: wire traces of every frame of every hop, written
+//!     off the forwarding path with secrets redacted, and their rendering as a timeline.
 //! - [`image`]: the L0/L1 agent images: tags, package sources, Dockerfile templates, build
 //!   context, build.
 //! - [`container`]: hardened agent containers: `run`, `list`, `stop`, and each container's vault

@@ -222,6 +222,7 @@ pub async fn serve(listener: UnixListener, server: Arc<Server>) {
     {
         tracing::warn!("some tasks did not finish within {SHUTDOWN_GRACE:?}");
     }
+    server.trace.finish();
 }
 
 /// Runs a daemon for `runtime` on `socket` until a signal or the container stops.

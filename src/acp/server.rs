@@ -76,6 +76,8 @@ pub struct ProxyConfig {
     pub extra_paths: Vec<(PathBuf, PathBuf)>,
     /// Whether agents in a container may run commands in the editor's terminal (on the host).
     pub host_terminal: bool,
+    /// Where to write a wire trace of every frame (`TEROK_ACP_TRACE`, `--trace`).
+    pub trace: Option<super::trace::TraceConfig>,
     /// Users besides the daemon's own that may connect (`TEROK_ACP_ALLOW_UIDS`).
     pub allowed_uids: Vec<u32>,
     /// Where the proxy's session map is kept, if anywhere.
@@ -131,6 +133,7 @@ impl Default for ProxyConfig {
             extra_paths: Vec::new(),
             host_terminal: false,
             allowed_uids: Vec::new(),
+            trace: None,
             sessions_file: None,
             on_disconnect: OnDisconnect::Keep,
             detached_ttl: Duration::from_secs(1800),
@@ -205,6 +208,7 @@ impl ProxyConfig {
             config.transcript_bytes = bytes.max(1024);
         }
         config.switch_context = !env_off("TEROK_ACP_SWITCH_CONTEXT");
+        config.trace = super::trace::config_from_env();
         config.spares = !env_off("TEROK_ACP_SPARE");
         config
     }
@@ -271,6 +275,8 @@ pub struct Server {
     pub started: std::time::Instant,
     /// Lines from agents dropped as malformed or overlong (counted by the pumps).
     pub agent_errors: AtomicU64,
+    /// The wire trace (off unless configured).
+    pub trace: super::trace::Tracer,
 }
 
 /// Which sessions are bound to which agent, daemon-wide, for the `.bound` marker.
@@ -284,6 +290,13 @@ impl Server {
     pub fn new(runtime: Arc<dyn Runtime>, config: ProxyConfig) -> Arc<Server> {
         let sessions = super::sessions::SessionStore::open(config.sessions_file.clone());
         let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
+        let trace = match &config.trace {
+            Some(trace) => super::trace::Tracer::open(trace, &runtime.describe()).unwrap_or_else(|e| {
+                tracing::error!(path = %trace.path.display(), "cannot write the wire trace: {e}");
+                super::trace::Tracer::default()
+            }),
+            None => super::trace::Tracer::default(),
+        };
         Arc::new(Server {
             runtime,
             cache: ProbeCache::with_tasks(tracker.clone(), shutdown.clone()),
@@ -295,6 +308,7 @@ impl Server {
             next_connection: AtomicU64::new(1),
             started: std::time::Instant::now(),
             agent_errors: AtomicU64::new(0),
+            trace,
             bound: Mutex::new(BoundSessions::default()),
             adopter: Arc::default(),
             seeded: tokio::sync::watch::channel(true).0,

@@ -25,6 +25,7 @@ use crate::acp::runtime::{
     AgentName, AgentProcess, AgentStdin, AgentStdout, ProcessControl, StderrTail,
 };
 use crate::acp::session_defaults;
+use crate::acp::trace::Hop;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum BackendState {
@@ -138,6 +139,8 @@ pub(super) struct Backend {
     pub session_meta: Option<Arc<serde_json::Map<String, Value>>>,
     /// When its process was connected.
     pub started: Option<std::time::Instant>,
+    /// Routes added during the current event, for the wire trace.
+    pub new_routes: Vec<(String, Arc<str>)>,
 }
 
 impl Backend {
@@ -164,6 +167,7 @@ impl Backend {
             spare_waiters: Vec::new(),
             session_meta: None,
             started: None,
+            new_routes: Vec::new(),
         }
     }
 
@@ -183,9 +187,15 @@ impl Backend {
             .is_some_and(|v| v.as_bool().unwrap_or(!v.is_null()))
     }
 
-    pub fn flush(&mut self) {
-        if let (Some(input), false) = (&self.input, self.buf.is_empty()) {
-            input.send(self.buf.split().freeze());
+    /// Sends the frames written during this event; returns them.
+    pub fn flush(&mut self) -> Option<Bytes> {
+        match (&self.input, self.buf.is_empty()) {
+            (Some(input), false) => {
+                let batch = self.buf.split().freeze();
+                input.send(batch.clone());
+                Some(batch)
+            }
+            _ => None,
         }
     }
 
@@ -364,8 +374,12 @@ impl Hub {
                 self.fail_backend(slot, RpcError::new(INTERNAL_ERROR, e.to_string()));
             }
             BackendEvent::Frames(frames) => {
+                let traced = self.server.trace.enabled();
                 for frame in frames {
                     self.counters.agent_to_daemon.add(frame.raw().len() + 1);
+                    if traced {
+                        self.trace_frames(Hop::AgentToDaemon, slot, frame.raw().clone());
+                    }
                     self.on_backend_frame(slot, frame);
                 }
             }

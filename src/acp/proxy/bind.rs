@@ -172,6 +172,7 @@ impl Hub {
             }
             // A load replays the conversation before it answers: the route must exist first.
             params["sessionId"] = json!(backend_sid);
+            backend.new_routes.push((backend_sid.clone(), sid.clone()));
             backend.routes.insert(
                 backend_sid,
                 SessionRoute {
@@ -249,6 +250,7 @@ impl Hub {
                 literal: session.literal.clone(),
             },
         );
+        backend.new_routes.push((backend_sid.clone(), sid.clone()));
         *link = Some(Link {
             slot,
             agent: backend.agent.clone(),

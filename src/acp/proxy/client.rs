@@ -45,6 +45,14 @@ impl Hub {
             return;
         }
         self.counters.client_to_daemon.add(raw.len() + 1);
+        if self.server.trace.enabled() {
+            self.trace.push(crate::acp::trace::Record::Frames {
+                at: self.now,
+                hop: crate::acp::trace::Hop::ClientToDaemon,
+                peer: crate::acp::trace::Peer::Conn(conn),
+                bytes: raw.clone(),
+            });
+        }
         match Frame::parse(raw) {
             Ok(frame) => {
                 self.trace_frame("<-", "client", &frame);

@@ -50,10 +50,14 @@ pub struct Peer {
 }
 
 impl Conn {
-    pub fn flush(&mut self) {
-        if !self.buf.is_empty() {
-            self.outbox.send(self.buf.split().freeze());
+    /// Sends the frames written during this event; returns them.
+    pub fn flush(&mut self) -> Option<bytes::Bytes> {
+        if self.buf.is_empty() {
+            return None;
         }
+        let batch = self.buf.split().freeze();
+        self.outbox.send(batch.clone());
+        Some(batch)
     }
 
     pub fn gauge(&self) -> Gauge {

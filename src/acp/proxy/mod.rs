@@ -52,6 +52,7 @@ use super::outbox::Outbox;
 use super::picker::Catalog;
 use super::runtime::AgentName;
 use super::server::{FrameDebug, Server};
+use super::trace::{Hop, Peer as TracePeer, Record};
 use backend::Backend;
 use connection::Conn;
 use pump::BackendEvent;
@@ -168,6 +169,8 @@ struct Hub {
     counters: crate::acp::status::Counters,
     /// When the current event began: one clock read per event, not per frame.
     now: std::time::Instant,
+    /// This event's frames for the wire trace, when one is written.
+    trace: Vec<Record>,
 }
 
 /// Counts the frames (lines) and bytes of a batch about to be sent.
@@ -214,6 +217,7 @@ pub fn spawn_hub(server: Arc<Server>) -> HubHandle {
         timers: tokio_util::time::DelayQueue::new(),
         counters: Default::default(),
         now: std::time::Instant::now(),
+        trace: Vec::new(),
     };
     let span = tracing::info_span!("hub");
     server.tracker.spawn(tracing::Instrument::instrument(
@@ -373,16 +377,67 @@ impl Hub {
         self.keep_spares();
     }
 
-    /// Sends what this event produced: one batch per peer.
+    /// Sends what this event produced: one batch per peer (and hands the event's frames to
+    /// the wire trace, when one is written).
     fn flush(&mut self) {
-        let counters = &mut self.counters;
-        for conn in self.conns.values_mut() {
-            count_lines(&mut counters.daemon_to_client, &conn.buf);
-            conn.flush();
+        let (counters, trace) = (&mut self.counters, &mut self.trace);
+        let traced = self.server.trace.enabled();
+        let now = self.now;
+        for (id, conn) in self.conns.iter_mut() {
+            if let Some(batch) = conn.flush() {
+                count_lines(&mut counters.daemon_to_client, &batch);
+                if traced {
+                    trace.push(Record::Frames {
+                        at: now,
+                        hop: Hop::DaemonToClient,
+                        peer: TracePeer::Conn(*id),
+                        bytes: batch,
+                    });
+                }
+            }
         }
-        for backend in self.backends.values_mut() {
-            count_lines(&mut counters.daemon_to_agent, &backend.buf);
-            backend.flush();
+        for (slot, backend) in self.backends.iter_mut() {
+            for (agent_sid, session) in backend.new_routes.drain(..) {
+                if traced {
+                    trace.push(Record::Route {
+                        slot: *slot,
+                        agent_sid,
+                        session,
+                    });
+                }
+            }
+            if let Some(batch) = backend.flush() {
+                count_lines(&mut counters.daemon_to_agent, &batch);
+                if traced {
+                    trace.push(Record::Frames {
+                        at: now,
+                        hop: Hop::DaemonToAgent,
+                        peer: TracePeer::Agent {
+                            slot: *slot,
+                            agent: backend.agent.as_arc(),
+                        },
+                        bytes: batch,
+                    });
+                }
+            }
+        }
+        if !self.trace.is_empty() {
+            self.server.trace.submit(std::mem::take(&mut self.trace));
+        }
+    }
+
+    /// Keeps frames that crossed `hop` from the agent process in `slot`, for the wire trace.
+    fn trace_frames(&mut self, hop: Hop, slot: u32, bytes: Bytes) {
+        if let Some(backend) = self.backends.get(&slot) {
+            self.trace.push(Record::Frames {
+                at: self.now,
+                hop,
+                peer: TracePeer::Agent {
+                    slot,
+                    agent: backend.agent.as_arc(),
+                },
+                bytes,
+            });
         }
     }
 

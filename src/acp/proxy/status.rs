@@ -43,6 +43,7 @@ impl Hub {
             .server
             .agent_errors
             .load(std::sync::atomic::Ordering::Relaxed);
+        counters.trace_dropped = self.server.trace.dropped();
 
         let mut sessions: Vec<status::Session> = self
             .sessions

@@ -48,6 +48,11 @@ impl AgentName {
         &self.0
     }
 
+    /// The name as a shared string.
+    pub fn as_arc(&self) -> Arc<str> {
+        self.0.clone()
+    }
+
     /// The wrapper executable's file name.
     pub fn wrapper(&self) -> String {
         format!("terok-{}-acp", self.0)
