@@ -176,7 +176,7 @@ async fn a_scripted_session_is_traced_hop_by_hop_with_secrets_redacted() {
 
     // What reached agent `a` is what the trace says the daemon sent it, in the same order.
     let a_slot = on(&records, "daemon->agent")
-        .find(|r| r["agent"] == "a")
+        .find(|r| r["agent"] == "a" && r["slot"].is_number())
         .map(|r| r["slot"].clone())
         .unwrap();
     let traced: Vec<(Value, Value)> = on(&records, "daemon->agent")
@@ -193,6 +193,16 @@ async fn a_scripted_session_is_traced_hop_by_hop_with_secrets_redacted() {
         "the daemon->agent frames of a's process are the last {} frames it read\ntraced: {traced:?}\nreceived: {received:?}",
         traced.len()
     );
+    // The probes' handshakes are there too, marked as such.
+    for method in ["initialize", "session/new"] {
+        for dir in ["daemon->agent", "agent->daemon"] {
+            assert!(
+                on(&records, dir)
+                    .any(|r| r["probe"] == true && r["agent"] == "a" && r["method"] == method),
+                "no probe {method} on {dir}"
+            );
+        }
+    }
     // Each request to the agents of the session answered, matched by id (the login's agent
     // may still be busy when the daemon stops).
     for r in

@@ -145,6 +145,63 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
+    // The same 64-byte stream through a daemon that writes a wire trace of every frame,
+    // prompt by prompt against the untraced one.
+    let trace_file = root.path().join("wire.ndjson");
+    let traced = Daemon::start_with_env(
+        &bin,
+        &agents,
+        root.path().join("run/traced.sock"),
+        &root.path().join("traced.log"),
+        &[("TEROK_ACP_TRACE", trace_file.as_path())],
+    )?;
+    Client::connect_when_ready(&traced.socket, Duration::from_secs(10))?;
+    let mut pair = Vec::new();
+    for socket in [&daemon.socket, &traced.socket] {
+        let (mut client, sid) = open_session(socket, true)?;
+        client.stream(&sid, 1000, 64)?;
+        pair.push((client, sid));
+    }
+    let mut secs = [0.0; 2];
+    let mut updates = [0u64; 2];
+    for _ in 0..plan.prompts {
+        for (i, (client, sid)) in pair.iter_mut().enumerate() {
+            let t = Instant::now();
+            updates[i] += client.stream(sid, plan.small, 64)?.updates;
+            secs[i] += t.elapsed().as_secs_f64();
+        }
+    }
+    drop(pair);
+    // What the trace holds, from the daemon's own report: every frame each way, less the ones
+    // dropped while its writer was behind.
+    let counters = Client::connect(&traced.socket)?.call("_terok/status", serde_json::json!({}))?
+        ["counters"]
+        .clone();
+    let frames: u64 = [
+        "clientToDaemon",
+        "daemonToClient",
+        "agentToDaemon",
+        "daemonToAgent",
+    ]
+    .iter()
+    .filter_map(|hop| counters[hop]["frames"].as_u64())
+    .sum();
+    let dropped = counters["traceDropped"].as_u64().unwrap_or(0);
+    let status = (frames.saturating_sub(dropped), dropped);
+    drop(traced);
+    let rates = [0, 1].map(|i| updates[i] as f64 / secs[i]);
+    report.rate(
+        "wire trace on, 64 B: updates/s (first column: the proxy without a trace)",
+        rates,
+        Target::AtLeastRatio(0.9),
+    );
+    report.info(
+        "wire trace: frames written / dropped while the writer was behind",
+        "–".into(),
+        format!("{} / {}", status.0, status.1),
+        "–".into(),
+    );
+
     // Round trip of a cheap request on a bound session.
     let mut rtt = [Vec::new(), Vec::new()];
     let mut ttfu = [Vec::new(), Vec::new()];

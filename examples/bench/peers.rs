@@ -118,8 +118,20 @@ impl Daemon {
         socket: PathBuf,
         log: &Path,
     ) -> anyhow::Result<Daemon> {
+        Daemon::start_with_env(bin, agents, socket, log, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables.
+    pub fn start_with_env(
+        bin: &Path,
+        agents: &AgentDir,
+        socket: PathBuf,
+        log: &Path,
+        env: &[(&str, &Path)],
+    ) -> anyhow::Result<Daemon> {
         let log = std::fs::File::create(log)?;
         let child = Command::new(bin)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["acp", "--runtime", "local"])
             .arg(&agents.dir)
             .arg(&socket)

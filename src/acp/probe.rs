@@ -132,6 +132,15 @@ pub type Adopter = tokio::sync::mpsc::UnboundedSender<WarmAgent>;
 pub struct Start<'a> {
     pub init: &'a Value,
     pub session_meta: Option<&'a serde_json::Map<String, Value>>,
+    /// The daemon's wire trace, which records the probe's frames too.
+    pub trace: &'a super::trace::Tracer,
+}
+
+/// Where a probe's frames are traced: the daemon's trace, under the agent's name.
+#[derive(Clone, Copy)]
+struct Tap<'a> {
+    trace: &'a super::trace::Tracer,
+    agent: &'a str,
 }
 
 /// Probes one agent under `timeout`, opened as `start` says. When `adopter` yields a sender
@@ -144,6 +153,10 @@ pub async fn probe(
     adopter: impl FnOnce() -> Option<Adopter>,
 ) -> Result<Arc<AgentProbe>, ProbeError> {
     let init = start.init;
+    let tap = Tap {
+        trace: start.trace,
+        agent: agent.as_str(),
+    };
     let process = runtime
         .spawn(agent)
         .await
@@ -159,7 +172,7 @@ pub async fn probe(
     let mut early = Vec::new();
     let outcome = tokio::time::timeout(
         timeout,
-        handshake(&mut stdin, &mut reader, &mut early, start, &cwd),
+        handshake(&mut stdin, &mut reader, &mut early, start, &cwd, tap),
     )
     .await;
     let (initialize, session_id, session_result) = match outcome {
@@ -195,14 +208,21 @@ pub async fn probe(
             early,
         };
         if let Err(tokio::sync::mpsc::error::SendError(mut warm)) = adopter.send(warm) {
-            forget_session(&mut warm.stdin, &mut warm.stdout, &probe, &warm.session_id).await;
+            forget_session(
+                &mut warm.stdin,
+                &mut warm.stdout,
+                &probe,
+                &warm.session_id,
+                tap,
+            )
+            .await;
             warm.control.terminate();
         }
         return Ok(Arc::new(probe));
     }
     let within = tokio::time::timeout(
         timeout,
-        forget_session(&mut stdin, &mut reader, &probe, &session_id),
+        forget_session(&mut stdin, &mut reader, &probe, &session_id, tap),
     );
     let _ = within.await;
     control.terminate();
@@ -217,13 +237,14 @@ async fn handshake(
     early: &mut Vec<Frame>,
     start: Start<'_>,
     cwd: &str,
+    tap: Tap<'_>,
 ) -> Result<(Value, String, Value), ProbeError> {
-    let initialize = request(stdin, reader, early, 0, "initialize", start.init).await?;
+    let initialize = request(stdin, reader, early, 0, "initialize", start.init, tap).await?;
     let mut params = json!({"cwd": cwd, "mcpServers": []});
     if let Some(meta) = start.session_meta {
         super::session_defaults::apply(&mut params, meta);
     }
-    let session = request(stdin, reader, early, 1, "session/new", &params).await;
+    let session = request(stdin, reader, early, 1, "session/new", &params, tap).await;
     let session = match session {
         Err(ProbeError::Rejected {
             code: AUTH_REQUIRED,
@@ -254,6 +275,7 @@ async fn forget_session(
     reader: &mut LineReader<super::runtime::AgentStdout>,
     probe: &AgentProbe,
     session_id: &str,
+    tap: Tap<'_>,
 ) {
     let params = json!({"sessionId": session_id});
     let mut ignored = Vec::new();
@@ -268,7 +290,7 @@ async fn forget_session(
             ))
             .is_some_and(|c| !c.is_null());
         if supported {
-            if let Err(e) = request(stdin, reader, &mut ignored, id, method, &params).await {
+            if let Err(e) = request(stdin, reader, &mut ignored, id, method, &params, tap).await {
                 tracing::debug!(agent = %probe.agent, "{method} of the probe session failed: {e}");
             }
         }
@@ -282,9 +304,13 @@ async fn request<R: tokio::io::AsyncRead + Unpin>(
     id: u64,
     method: &'static str,
     params: &Value,
+    tap: Tap<'_>,
 ) -> Result<Value, ProbeError> {
     let mut out = BytesMut::new();
     message::write_request(&mut out, message::numeric_id(id).as_bytes(), method, params);
+    let out = out.freeze();
+    tap.trace
+        .probe_frame(super::trace::Hop::DaemonToAgent, tap.agent, out.clone());
     let io = |e: std::io::Error| ProbeError::Exited(e.to_string());
     stdin.write_all(&out).await.map_err(io)?;
     stdin.flush().await.map_err(io)?;
@@ -297,6 +323,8 @@ async fn request<R: tokio::io::AsyncRead + Unpin>(
             }
             Some(Line::Frame(line)) => line,
         };
+        tap.trace
+            .probe_frame(super::trace::Hop::AgentToDaemon, tap.agent, line.clone());
         let Ok(frame) = Frame::parse(line) else {
             tracing::debug!(method, "probe skipped a malformed line");
             continue;

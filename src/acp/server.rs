@@ -343,11 +343,13 @@ impl Server {
         );
         let init = self.default_initialize();
         let meta = self.config.session_defaults.get(agent.as_str()).cloned();
+        let trace = self.trace.clone();
         async move {
             let adopter = move || adopter.lock().ok().and_then(|a| a.clone());
             let start = probe::Start {
                 init: &init,
                 session_meta: meta.as_deref(),
+                trace: &trace,
             };
             probe::probe(runtime.as_ref(), &agent, limit, start, adopter).await
         }

@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::frame::{scanned_str, Frame, FrameKind};
+use super::method::Method;
+
 /// How many records may wait for the writer...
 const MAX_QUEUED_RECORDS: usize = 200_000;
 /// ...and how many bytes of frames they may hold alive.
@@ -71,7 +74,14 @@ impl Hop {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Peer {
     Conn(u64),
-    Agent { slot: u32, agent: Arc<str> },
+    Agent {
+        slot: u32,
+        agent: Arc<str>,
+    },
+    /// An agent process being probed (it has no slot until the hub adopts it).
+    Probe {
+        agent: Arc<str>,
+    },
 }
 
 /// What the hub hands over.
@@ -100,10 +110,10 @@ impl Record {
     }
 }
 
-/// The hub's handle on the trace; does nothing when tracing is off.
-#[derive(Default)]
+/// A handle on the trace (the hub's, a probe's); does nothing when tracing is off.
+#[derive(Default, Clone)]
 pub struct Tracer {
-    inner: Option<Inner>,
+    inner: Option<Arc<Inner>>,
 }
 
 struct Inner {
@@ -139,11 +149,11 @@ impl Tracer {
             })?;
         tracing::info!(path = %config.path.display(), content = config.content, "tracing every frame");
         Ok(Tracer {
-            inner: Some(Inner {
+            inner: Some(Arc::new(Inner {
                 tx: Mutex::new(Some(tx)),
                 queued,
                 writer: Mutex::new(Some(thread)),
-            }),
+            })),
         })
     }
 
@@ -202,20 +212,41 @@ impl Tracer {
             .map_or(0, |i| i.queued.dropped.load(Ordering::Relaxed))
     }
 
-    /// Writes what is queued and closes the trace.
+    /// Writes what is queued and closes the trace; later records are ignored.
     pub fn finish(&self) {
-        let Some(inner) = &self.inner else { return };
-        if let Ok(mut tx) = inner.tx.lock() {
+        if let Some(inner) = &self.inner {
+            inner.finish();
+        }
+    }
+
+    /// Hands over one frame a probe exchanged with `agent`, now.
+    pub fn probe_frame(&self, hop: Hop, agent: &str, bytes: Bytes) {
+        if self.enabled() {
+            self.submit(vec![Record::Frames {
+                at: Instant::now(),
+                hop,
+                peer: Peer::Probe {
+                    agent: agent.into(),
+                },
+                bytes,
+            }]);
+        }
+    }
+}
+
+impl Inner {
+    fn finish(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
             tx.take();
         }
-        let thread = inner.writer.lock().ok().and_then(|mut w| w.take());
+        let thread = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(thread) = thread {
             let _ = thread.join();
         }
     }
 }
 
-impl Drop for Tracer {
+impl Drop for Inner {
     fn drop(&mut self) {
         self.finish();
     }
@@ -248,7 +279,7 @@ struct Writer {
     queued: Arc<Queued>,
     epoch: Instant,
     /// Agent sessions and the proxy sessions they stand for, by slot.
-    routes: HashMap<(u32, String), Arc<str>>,
+    routes: HashMap<u32, HashMap<String, Arc<str>>>,
     /// The agent each proxy session was bound to last.
     agents: HashMap<Arc<str>, Arc<str>>,
     asked: HashMap<(Hop, Peer, String), Asked>,
@@ -332,7 +363,10 @@ impl Writer {
                     agent_sid,
                     session,
                 } => {
-                    self.routes.insert((slot, agent_sid), session);
+                    self.routes
+                        .entry(slot)
+                        .or_default()
+                        .insert(agent_sid, session);
                 }
                 Record::Frames {
                     at,
@@ -340,9 +374,17 @@ impl Writer {
                     peer,
                     bytes,
                 } => {
-                    for line in bytes.split(|&b| b == b'\n') {
-                        if !line.iter().all(u8::is_ascii_whitespace) {
-                            self.frame(at, hop, &peer, line);
+                    let mut start = 0;
+                    while start < bytes.len() {
+                        let end = memchr::memchr(b'\n', &bytes[start..])
+                            .map_or(bytes.len(), |i| start + i);
+                        let line = bytes.slice(start..end);
+                        start = end + 1;
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        if !self.text_chunk(at, hop, &peer, &line) {
+                            self.frame(at, hop, &peer, &line);
                         }
                     }
                 }
@@ -361,6 +403,10 @@ impl Writer {
             Peer::Conn(conn) => record.insert("conn".into(), json!(conn)),
             Peer::Agent { agent, slot } => {
                 record.insert("slot".into(), json!(slot));
+                record.insert("agent".into(), json!(&**agent))
+            }
+            Peer::Probe { agent } => {
+                record.insert("probe".into(), json!(true));
                 record.insert("agent".into(), json!(&**agent))
             }
         };
@@ -394,7 +440,8 @@ impl Writer {
         let mut session: Option<Arc<str>> = match (peer, named) {
             (Peer::Agent { slot, .. }, Some(sid)) => self
                 .routes
-                .get(&(*slot, sid.to_owned()))
+                .get(slot)
+                .and_then(|routes| routes.get(sid))
                 .cloned()
                 .or_else(|| {
                     record.insert("agent_session".into(), json!(sid));
@@ -441,12 +488,129 @@ impl Writer {
         self.emit(&Value::Object(record));
     }
 
+    /// The bulk of a stream, written without building a tree: a `session/update` text chunk
+    /// whose every other string is one the protocol fixes (so nothing in it can be a secret),
+    /// its text elided by splicing. Returns `false` for any other frame.
+    fn text_chunk(&mut self, at: Instant, hop: Hop, peer: &Peer, line: &Bytes) -> bool {
+        let Ok(frame) = Frame::parse(line.clone()) else {
+            return false;
+        };
+        let (Some(Method::SessionUpdate), FrameKind::Notification) = (frame.method(), frame.kind())
+        else {
+            return false;
+        };
+        let (Some((_, text)), Some(sid_span), Some(sid)) = (
+            frame.chunk_spans(),
+            frame.session_id_span(),
+            frame.session_id(),
+        ) else {
+            return false;
+        };
+        if !only_fixed_strings(line, [&sid_span, &text]) {
+            return false;
+        }
+        let session = match peer {
+            Peer::Agent { slot, .. } => self
+                .routes
+                .get(slot)
+                .and_then(|routes| routes.get(sid.as_ref()))
+                .cloned(),
+            Peer::Conn(_) => Some(Arc::from(sid.as_ref())),
+            Peer::Probe { .. } => None,
+        };
+        let Some(session) = session else {
+            return false;
+        };
+        let t = at.saturating_duration_since(self.epoch).as_secs_f64();
+        let out = &mut self.out;
+        let _ = write!(out, "{{\"t\":{t:.6},\"dir\":\"{}\",", hop.as_str());
+        match peer {
+            Peer::Conn(conn) => {
+                let _ = write!(out, "\"conn\":{conn},");
+            }
+            Peer::Agent { slot, agent } => {
+                let _ = write!(out, "\"slot\":{slot},\"agent\":");
+                let _ = serde_json::to_writer(&mut *out, &**agent);
+                let _ = out.write_all(b",");
+            }
+            Peer::Probe { .. } => {}
+        }
+        let _ = write!(
+            out,
+            "\"size\":{},\"kind\":\"notification\",\"method\":\"session/update\",\"session\":",
+            line.len() + 1
+        );
+        let _ = serde_json::to_writer(&mut *out, &*session);
+        match peer {
+            Peer::Conn(_) => {
+                if let Some(agent) = self.agents.get(&session) {
+                    let _ = out.write_all(b",\"agent\":");
+                    let _ = serde_json::to_writer(&mut *out, &**agent);
+                }
+            }
+            Peer::Agent { agent, .. } | Peer::Probe { agent } => {
+                self.agents.insert(session, agent.clone());
+            }
+        }
+        let _ = out.write_all(b",\"body\":");
+        if self.content {
+            let _ = out.write_all(line);
+        } else {
+            let len = scanned_str(&line[text.clone()]).map_or(0, |s| s.len());
+            let _ = out.write_all(&line[..text.start]);
+            let _ = write!(out, "\"{}\"", elided(len));
+            let _ = out.write_all(&line[text.end..]);
+        }
+        let _ = out.write_all(b"}\n");
+        self.lines += 1;
+        true
+    }
+
     fn emit(&mut self, value: &Value) {
         if serde_json::to_writer(&mut self.out, value).is_ok() {
             let _ = self.out.write_all(b"\n");
             self.lines += 1;
         }
     }
+}
+
+/// The strings a plain text chunk has besides its session id and text.
+const FIXED_STRINGS: [&[u8]; 14] = [
+    b"jsonrpc",
+    b"2.0",
+    b"method",
+    b"session/update",
+    b"params",
+    b"sessionId",
+    b"update",
+    b"sessionUpdate",
+    b"agent_message_chunk",
+    b"agent_thought_chunk",
+    b"user_message_chunk",
+    b"content",
+    b"type",
+    b"text",
+];
+
+/// Whether every string literal of `line` outside the `holes` (literals themselves) is one of
+/// [`FIXED_STRINGS`]. A literal with an escape is not, so a quote is always a literal's end.
+fn only_fixed_strings(line: &[u8], holes: [&std::ops::Range<usize>; 2]) -> bool {
+    let mut at = 0;
+    while let Some(i) = memchr::memchr(b'"', &line[at..]) {
+        let start = at + i;
+        if let Some(hole) = holes.iter().find(|h| h.start == start) {
+            at = hole.end;
+            continue;
+        }
+        let Some(len) = memchr::memchr(b'"', &line[start + 1..]) else {
+            return false;
+        };
+        if !FIXED_STRINGS.contains(&&line[start + 1..start + 1 + len]) {
+            return false;
+        }
+        at = start + len + 2;
+    }
+    true
 }
 
 /// Stands in for a secret.
@@ -598,6 +762,37 @@ mod tests {
         scrub(&mut update, Some("session/update"), true);
         assert_eq!(update["params"]["update"]["content"]["text"], "hi");
         assert_eq!(update["params"]["update"]["password"], REDACTED);
+    }
+
+    #[test]
+    fn only_a_chunk_of_fixed_strings_takes_the_fast_way() {
+        let line = |extra: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","method":"session/update","params":{{"sessionId":"s-1","update":{{"sessionUpdate":"agent_message_chunk","content":{{"type":"text","text":"hi \"x\""}}{extra}}}}}}}"#
+            )
+        };
+        let spans = |line: &str| {
+            let frame = Frame::parse(Bytes::copy_from_slice(line.as_bytes())).unwrap();
+            (
+                frame.session_id_span().unwrap(),
+                frame.chunk_spans().unwrap().1,
+            )
+        };
+        let plain = line("");
+        let (sid, text) = spans(&plain);
+        assert!(only_fixed_strings(plain.as_bytes(), [&sid, &text]));
+        for extra in [
+            r#","_meta":{"apiKey":"k"}"#,
+            r#","token":"t""#,
+            r#","n":"2.0\"""#,
+        ] {
+            let with = line(extra);
+            let (sid, text) = spans(&with);
+            assert!(
+                !only_fixed_strings(with.as_bytes(), [&sid, &text]),
+                "{extra}"
+            );
+        }
     }
 
     #[test]
