@@ -222,14 +222,21 @@ fn daemon_vault(
 
 async fn run_list(runtime: RuntimeKind, json: bool) -> anyhow::Result<ExitCode> {
     let dir = endpoint::acp_dir();
-    let entries = match runtime {
-        RuntimeKind::Podman => listing::list_podman(&dir).await?,
-        RuntimeKind::Local => listing::list_sockets(&dir).await?,
+    let (entries, nothing) = match runtime {
+        RuntimeKind::Podman => (
+            listing::list_podman(&dir).await?,
+            "no running containers".to_owned(),
+        ),
+        // Local "containers" are directories: only the sockets of their daemons say they exist.
+        RuntimeKind::Local => (
+            listing::list_sockets(&dir).await?,
+            format!("no daemon sockets in {}", dir.display()),
+        ),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
     } else {
-        print!("{}", listing::render_table(&entries));
+        print!("{}", listing::render_table(&entries, &nothing));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -232,6 +232,36 @@ fn list_removes_stale_sockets_instead_of_showing_them_active() {
 }
 
 #[test]
+fn list_with_the_local_runtime_and_nothing_to_list_names_where_it_looked() {
+    let run = tempfile::tempdir().unwrap();
+    let dir = run.path().join("acp");
+    let expected = format!(
+        "No ACP endpoints found (no daemon sockets in {}).\n",
+        dir.display()
+    );
+    // Before any daemon made the directory, and once it is there but empty.
+    for make_dir in [false, true] {
+        if make_dir {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        let out = acp(run.path())
+            .args(["list", "--runtime", "local"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let table = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(table, expected);
+        assert!(!table.contains("container"), "{table}");
+        let json = acp(run.path())
+            .args(["list", "--runtime", "local", "--json"])
+            .output()
+            .unwrap();
+        let list: Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(list, json!([]));
+    }
+}
+
+#[test]
 fn demo_serve_prints_a_connect_command_that_works() {
     let run = tempfile::tempdir().unwrap();
     let mut demo = Command::new(BIN)
