@@ -29,7 +29,8 @@
 //! - [`completions`], [`manpage`]: shell completion scripts and man pages generated from the
 //!   command line's definitions.
 //! - [`podman`]: reaching Podman's API socket.
-//! - [`fsutil`]: atomic file writes, and reads from a tree without following links.
+//! - [`fsutil`]: atomic file writes, private directories that go again once empty, and reads
+//!   from a tree without following links.
 //! - [`shell`]: quoting words for a POSIX shell.
 #![forbid(unsafe_code)]
 
