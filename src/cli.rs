@@ -50,6 +50,10 @@ pub enum Command {
     Pull(crate::container::cli::PullArgs),
     /// Check the host (and a container) and say how to fix what is wrong.
     Doctor(crate::container::cli::DoctorArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions(crate::completions::CompletionsArgs),
+    /// Print the manual (one page per command), or write its pages to a directory.
+    Man(crate::manpage::ManArgs),
     /// Run the embedded fixture ACP agent (for tests, demos and benchmarks).
     #[command(hide = true, disable_help_flag = true)]
     FixtureAgent {
@@ -195,6 +199,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Storage(args) => tokio_runtime()?.block_on(crate::container::run_storage(args)),
         Command::Pull(args) => tokio_runtime()?.block_on(crate::container::run_pull(args)),
         Command::Doctor(args) => tokio_runtime()?.block_on(crate::container::run_doctor(args)),
+        Command::Completions(args) => crate::completions::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Man(args) => crate::manpage::run(&args).map(|()| ExitCode::SUCCESS),
         Command::FixtureAgent { args } => {
             let code = acp_fixtures::run(args);
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
@@ -277,14 +283,21 @@ fn daemon_vault(
 
 async fn run_list(runtime: RuntimeKind, json: bool) -> anyhow::Result<ExitCode> {
     let dir = endpoint::acp_dir();
-    let entries = match runtime {
-        RuntimeKind::Podman => listing::list_podman(&dir).await?,
-        RuntimeKind::Local => listing::list_sockets(&dir).await?,
+    let (entries, nothing) = match runtime {
+        RuntimeKind::Podman => (
+            listing::list_podman(&dir).await?,
+            "no running containers".to_owned(),
+        ),
+        // Local "containers" are directories: only the sockets of their daemons say they exist.
+        RuntimeKind::Local => (
+            listing::list_sockets(&dir).await?,
+            format!("no daemon sockets in {}", dir.display()),
+        ),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
     } else {
-        print!("{}", listing::render_table(&entries));
+        print!("{}", listing::render_table(&entries, &nothing));
     }
     Ok(ExitCode::SUCCESS)
 }

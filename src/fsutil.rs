@@ -1,8 +1,8 @@
 //! Small filesystem helpers with the guarantees the daemon's files need.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
 /// Writes `contents` to `path` atomically: a temporary file in the same directory with `mode`,
 /// synced, then renamed over the target. Readers see the old file or the new one, never a part.
@@ -30,13 +30,64 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<
 /// 0700 if it is missing: for the daemon's private state files.
 pub fn write_private(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
     }
     write_atomic(path, contents, mode)
+}
+
+/// The directories one call of [`create_private_dirs`] made, deepest first, each with the
+/// device and inode it had then. Dropping it removes each in turn while it is still that
+/// directory (not a link, not a directory put in its place) and empty, and stops at the first
+/// that is not: what this process did not create, or what someone else still uses, stays.
+#[must_use = "dropping it removes the directories again"]
+#[derive(Debug)]
+pub struct CreatedDirs(Vec<(PathBuf, u64, u64)>);
+
+impl Drop for CreatedDirs {
+    fn drop(&mut self) {
+        for (path, dev, ino) in &self.0 {
+            let same = std::fs::symlink_metadata(path)
+                .is_ok_and(|m| m.is_dir() && m.dev() == *dev && m.ino() == *ino);
+            // `remove_dir` removes only an empty directory, and never what a link points at.
+            if !same || std::fs::remove_dir(path).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Creates `dir` and its missing parents with mode 0700, one level at a time, and returns the
+/// ones this call created; a level that another process creates meanwhile is not counted.
+pub fn create_private_dirs(dir: &Path) -> std::io::Result<CreatedDirs> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.as_os_str().is_empty() {
+        match std::fs::symlink_metadata(at) {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing.push(at),
+            Err(e) => return Err(e),
+        }
+        at = at.parent().unwrap_or(Path::new(""));
+    }
+    // Created top down, kept deepest first: on an error, dropping `created` removes what was
+    // made so far.
+    let mut created = CreatedDirs(Vec::new());
+    for path in missing.into_iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o700).create(path) {
+            Ok(()) => {
+                let meta = std::fs::symlink_metadata(path)?;
+                created
+                    .0
+                    .insert(0, (path.to_owned(), meta.dev(), meta.ino()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(created)
 }
 
 /// The largest file [`read_in_tree`] reads.
@@ -146,6 +197,55 @@ pub fn list_in_tree(root: &Path, rel: &Path) -> std::io::Result<Vec<String>> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn created_dirs_go_again_deepest_first_and_only_those() {
+        let root = tempfile::tempdir().unwrap();
+        let deep = root.path().join("a/b/c");
+        let created = create_private_dirs(&deep).unwrap();
+        assert_eq!(
+            std::fs::metadata(&deep).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        drop(created);
+        assert!(!root.path().join("a").exists());
+        assert!(root.path().exists(), "what was there before stays");
+
+        // Only the missing levels count; an existing one is never removed.
+        std::fs::create_dir(root.path().join("a")).unwrap();
+        drop(create_private_dirs(&deep).unwrap());
+        assert!(root.path().join("a").is_dir());
+        assert!(!root.path().join("a/b").exists());
+        // Nothing was created: nothing is removed.
+        std::fs::create_dir_all(&deep).unwrap();
+        drop(create_private_dirs(&deep).unwrap());
+        assert!(deep.is_dir());
+    }
+
+    #[test]
+    fn created_dirs_in_use_stay_with_their_parents() {
+        let root = tempfile::tempdir().unwrap();
+        let deep = root.path().join("a/b");
+        let created = create_private_dirs(&deep).unwrap();
+        std::fs::write(deep.join("other.sock"), "").unwrap();
+        drop(created);
+        assert!(deep.join("other.sock").exists());
+        assert!(root.path().join("a").is_dir());
+    }
+
+    #[test]
+    fn created_dirs_replaced_by_a_link_are_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("acp");
+        let created = create_private_dirs(&dir).unwrap();
+        // The directory moves away and a link to it (empty, same inode) takes its place.
+        let moved = root.path().join("moved");
+        std::fs::rename(&dir, &moved).unwrap();
+        std::os::unix::fs::symlink(&moved, &dir).unwrap();
+        drop(created);
+        assert!(dir.symlink_metadata().unwrap().file_type().is_symlink());
+        assert!(moved.is_dir());
+    }
 
     #[test]
     fn replaces_content_with_the_given_mode() {

@@ -30,18 +30,23 @@
 //! - [`launcher`]: agent roster, vault files, container environment assembly, and the agent
 //!   config directory (instructions, sub-agents, shell functions).
 //! - [`cli`], [`demo`], [`logging`]: the command line, the embedded demo, stderr logging.
+//! - [`completions`], [`manpage`]: shell completion scripts and man pages generated from the
+//!   command line's definitions.
 //! - [`podman`]: reaching Podman's API socket.
-//! - [`fsutil`]: atomic file writes, and reads from a tree without following links.
+//! - [`fsutil`]: atomic file writes, private directories that go again once empty, and reads
+//!   from a tree without following links.
 //! - [`shell`]: quoting words for a POSIX shell.
 #![forbid(unsafe_code)]
 
 pub mod acp;
 pub mod cli;
+pub mod completions;
 pub mod container;
 pub mod demo;
 pub mod fsutil;
 pub mod image;
 pub mod launcher;
 pub mod logging;
+pub mod manpage;
 pub mod podman;
 pub mod shell;

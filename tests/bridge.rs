@@ -232,6 +232,36 @@ fn list_removes_stale_sockets_instead_of_showing_them_active() {
 }
 
 #[test]
+fn list_with_the_local_runtime_and_nothing_to_list_names_where_it_looked() {
+    let run = tempfile::tempdir().unwrap();
+    let dir = run.path().join("acp");
+    let expected = format!(
+        "No ACP endpoints found (no daemon sockets in {}).\n",
+        dir.display()
+    );
+    // Before any daemon made the directory, and once it is there but empty.
+    for make_dir in [false, true] {
+        if make_dir {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        let out = acp(run.path())
+            .args(["list", "--runtime", "local"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let table = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(table, expected);
+        assert!(!table.contains("container"), "{table}");
+        let json = acp(run.path())
+            .args(["list", "--runtime", "local", "--json"])
+            .output()
+            .unwrap();
+        let list: Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(list, json!([]));
+    }
+}
+
+#[test]
 fn demo_serve_prints_a_connect_command_that_works() {
     let run = tempfile::tempdir().unwrap();
     let mut demo = Command::new(BIN)
@@ -250,22 +280,7 @@ fn demo_serve_prints_a_connect_command_that_works() {
         .find(|l| l.contains("acp connect --runtime local"))
         .expect("the demo prints how to connect");
     let words: Vec<&str> = command.split_whitespace().collect();
-    let socket_ready = || {
-        std::fs::read_dir(run.path().join("acp"))
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.path().extension().is_some_and(|x| x == "sock"))
-            })
-            .unwrap_or(false)
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while !socket_ready() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the demo never served"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_a_socket(&run.path().join("acp"));
     let mut child = Command::new(words[0])
         .args(&words[1..])
         .env("TEROK_RUNTIME_DIR", run.path())
@@ -290,10 +305,94 @@ fn demo_serve_prints_a_connect_command_that_works() {
     assert_eq!(groups, ["claude", "codex"]);
     drop(editor.child.stdin.take());
     assert!(editor.child.wait().unwrap().success());
+    stop(demo);
+}
+
+/// `demo --serve` with `runtime_dir` as its runtime dir, running until [`stop`].
+fn serve_demo(runtime_dir: &std::path::Path) -> std::process::Child {
+    Command::new(BIN)
+        .env("TEROK_RUNTIME_DIR", runtime_dir)
+        .env("TEROK_STATE_DIR", runtime_dir.with_extension("state"))
+        .args(["demo", "--serve"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (bounded) until `dir` holds a socket, and returns it.
+fn wait_for_a_socket(dir: &std::path::Path) -> std::path::PathBuf {
+    let socket = || {
+        std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+            let path = e.path();
+            path.extension()
+                .is_some_and(|x| x == "sock")
+                .then_some(path)
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Some(socket) = socket() {
+            return socket;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo never served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// One `initialize` answered on `socket`: the daemon is serving (and handles signals).
+fn initialize(socket: &std::path::Path) {
+    let stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": 1, "clientCapabilities": {}}});
+    writeln!(&stream, "{request}").unwrap();
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line).unwrap();
+    let answer: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(answer["result"]["protocolVersion"], 1, "{line}");
+}
+
+/// SIGTERM, and a clean exit.
+fn stop(mut child: std::process::Child) {
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(demo.id() as i32),
+        nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    assert!(demo.wait().unwrap().success());
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn demo_serve_removes_the_directories_it_made_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A runtime dir that does not exist yet: the daemon makes it and its `acp/`, and once
+    // stopped leaves neither behind.
+    let runtime_dir = tmp.path().join("runtime");
+    let demo = serve_demo(&runtime_dir);
+    initialize(&wait_for_a_socket(&runtime_dir.join("acp")));
+    stop(demo);
+    assert!(
+        !runtime_dir.exists(),
+        "the runtime dir the daemon made is gone"
+    );
+    assert!(tmp.path().is_dir());
+
+    // An `acp/` that was there before, with another endpoint's log in it, stays as it was.
+    let acp = runtime_dir.join("acp");
+    std::fs::create_dir_all(&acp).unwrap();
+    std::fs::write(acp.join("other.log"), "kept").unwrap();
+    let demo = serve_demo(&runtime_dir);
+    initialize(&wait_for_a_socket(&acp));
+    stop(demo);
+    let left: Vec<_> = std::fs::read_dir(&acp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["other.log"]);
 }

@@ -85,6 +85,10 @@ async fn binds_privately_and_cleans_up_on_sigterm() {
     assert!(status.success(), "{status:?}");
     assert!(!socket.exists(), "the socket is removed");
     assert!(!bound.exists(), "the bound marker is removed");
+    assert!(
+        !agents.path().join("nested").exists(),
+        "the directories it made are removed"
+    );
     eventually("every agent process to end", || {
         pids.iter().all(|p| !alive(*p))
     })

@@ -1,13 +1,14 @@
 //! The per-container daemon: socket lifecycle around [`serve`].
 //!
-//! Start-up claims `<socket>.lock` (so two daemons started at once cannot both serve), creates
-//! the socket's directory (0700), exits quietly if a live daemon already accepts on the socket,
-//! removes a stale one, and binds with umask 077. It then serves until SIGTERM/SIGINT or until
-//! the container stops, and shuts down in order: stop accepting, end connections (which ends
-//! their backends), wait for tasks with a bound, remove the socket and the `.bound` marker.
+//! Start-up creates the socket's directory (0700) when it is missing, claims `<socket>.lock` (so
+//! two daemons started at once cannot both serve), exits quietly if a live daemon already accepts
+//! on the socket, removes a stale one, and binds with umask 077. It then serves until
+//! SIGTERM/SIGINT or until the container stops, and shuts down in order: stop accepting, end
+//! connections (which ends their backends), wait for tasks with a bound, remove the `.bound`
+//! marker, the socket, the lock file, and the directories start-up created if they are empty.
 
 use std::fs::File;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,12 +70,15 @@ pub async fn socket_is_live(path: &Path) -> bool {
 }
 
 /// Owns a claimed socket path: dropping it removes the socket (if it is still the one this
-/// daemon bound) and the lock file.
+/// daemon bound), the lock file, and then the directories the claim created, while empty.
 pub struct SocketGuard {
     path: PathBuf,
     inode: u64,
     _lock: Flock<File>,
     lock_path: PathBuf,
+    /// Dropped after the files above are gone (fields drop after `drop` and in order), so a
+    /// directory holding nothing else is empty by then.
+    _dirs: crate::fsutil::CreatedDirs,
 }
 
 impl SocketGuard {
@@ -98,26 +102,33 @@ pub async fn claim_socket(path: &Path) -> Result<Option<(UnixListener, SocketGua
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| DaemonError::Directory {
+    let lock_path = sibling(path, "lock");
+    // A daemon stopping in the same directory removes it once it is empty, which it may be
+    // between our making sure it exists and our lock file appearing in it: then make it again.
+    let mut attempts = 3;
+    let (dirs, lock_file) = loop {
+        let dirs =
+            crate::fsutil::create_private_dirs(dir).map_err(|source| DaemonError::Directory {
                 path: dir.to_owned(),
                 source,
             })?;
-    }
-    let lock_path = sibling(path, "lock");
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|source| DaemonError::Lock {
-            path: lock_path.clone(),
-            source,
-        })?;
+        let opened = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path);
+        attempts -= 1;
+        match opened {
+            Ok(file) => break (dirs, file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts > 0 => {}
+            Err(source) => {
+                return Err(DaemonError::Lock {
+                    path: lock_path,
+                    source,
+                })
+            }
+        }
+    };
     let lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => lock,
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
@@ -155,10 +166,17 @@ pub async fn claim_socket(path: &Path) -> Result<Option<(UnixListener, SocketGua
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let bound = UnixListener::bind(path);
     nix::sys::stat::umask(old);
-    let listener = bound.map_err(|source| DaemonError::Bind {
-        path: path.to_owned(),
-        source,
-    })?;
+    let listener = match bound {
+        Ok(listener) => listener,
+        Err(source) => {
+            // Ours while we hold it; leaving it would keep a directory we made from going again.
+            let _ = std::fs::remove_file(&lock_path);
+            return Err(DaemonError::Bind {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     let inode = std::fs::symlink_metadata(path)
         .map(|m| m.ino())
@@ -170,6 +188,7 @@ pub async fn claim_socket(path: &Path) -> Result<Option<(UnixListener, SocketGua
             inode,
             _lock: lock,
             lock_path,
+            _dirs: dirs,
         },
     )))
 }
@@ -297,8 +316,9 @@ pub async fn run(
     });
 
     serve(listener, server.clone()).await;
-    drop(guard);
+    // The marker first: the guard then finds the directory empty if it made it.
     server.clear_bound_marker();
+    drop(guard);
     if tokio::time::timeout(SHUTDOWN_GRACE, runtime.drain())
         .await
         .is_err()

@@ -145,10 +145,11 @@ pub async fn list_sockets(acp_dir: &Path) -> anyhow::Result<Vec<Entry>> {
     Ok(entries)
 }
 
-/// The human table.
-pub fn render_table(entries: &[Entry]) -> String {
+/// The human table; `nothing` says why there is no entry when there is none (what the runtime
+/// looked at and found empty).
+pub fn render_table(entries: &[Entry], nothing: &str) -> String {
     if entries.is_empty() {
-        return "No ACP endpoints found (no running containers).\n".to_owned();
+        return format!("No ACP endpoints found ({nothing}).\n");
     }
     let width = |f: &dyn Fn(&Entry) -> usize, header: &str| {
         entries.iter().map(f).max().unwrap_or(0).max(header.len())
