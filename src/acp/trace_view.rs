@@ -69,7 +69,10 @@ pub fn render(trace: &str) -> anyhow::Result<String> {
                 format!("session {session}")
             }
             (None, Some(conn), _) => format!("connection {conn} (no session)"),
-            (None, None, Some(agent)) => format!("agent {agent} (no session)"),
+            (None, None, Some(agent)) => match record.get("slot").and_then(Value::as_u64) {
+                Some(slot) => format!("agent {agent}, process {slot} (no session)"),
+                None => format!("agent {agent}, probes"),
+            },
             (None, None, None) => "(unattributed)".to_owned(),
         };
         let t = record.get("t").and_then(Value::as_f64).unwrap_or(0.0);
