@@ -193,7 +193,7 @@ fn main() -> anyhow::Result<()> {
     report.rate(
         "wire trace on, 64 B: updates/s (first column: the proxy without a trace)",
         rates,
-        Target::AtLeastRatio(0.9),
+        Target::AtLeastRatioOf(0.9, "untraced"),
     );
     report.info(
         "wire trace: frames written / dropped while the writer was behind",

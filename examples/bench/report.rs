@@ -7,6 +7,8 @@ pub enum Target {
     None,
     /// The proxy must reach this fraction of the floor's rate.
     AtLeastRatio(f64),
+    /// The same against a floor that is not the raw pipe (named).
+    AtLeastRatioOf(f64, &'static str),
     /// The proxy may be at most this many milliseconds slower than the floor.
     WithinOfFloor(f64),
     /// The proxy must take at most this many milliseconds.
@@ -60,6 +62,10 @@ impl Report {
             Target::AtLeastRatio(min) => {
                 (format!("≥ {:.0}% of raw", min * 100.0), Some(ratio >= min))
             }
+            Target::AtLeastRatioOf(min, floor) => (
+                format!("≥ {:.0}% of {floor}", min * 100.0),
+                Some(ratio >= min),
+            ),
             _ => (String::new(), None),
         };
         self.rows.push(Row {

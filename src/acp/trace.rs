@@ -31,6 +31,12 @@ const MAX_QUEUED_RECORDS: usize = 200_000;
 const MAX_QUEUED_BYTES: usize = 32 << 20;
 /// How often the writer looks for records (it never needs waking).
 const WRITER_TICK: Duration = Duration::from_millis(10);
+/// The longest the writer works at a stretch...
+const WRITER_SLICE: Duration = Duration::from_millis(10);
+/// ...after which it rests this many times as long: under a flood it takes a bounded share of
+/// a core (on two hyperthreads of one core even an idle-priority thread slows its sibling),
+/// and what it cannot take in is dropped and counted.
+const WRITER_REST: u32 = 4;
 
 /// What a trace is asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +211,22 @@ impl Tracer {
         }
     }
 
+    /// Whether the writer has room for more: when it has not, the hub need not build records
+    /// only to drop them (it counts them with [`Tracer::drop_frames`] instead).
+    pub fn accepting(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| {
+            i.queued.records.load(Ordering::Relaxed) < MAX_QUEUED_RECORDS
+                && i.queued.bytes.load(Ordering::Relaxed) < MAX_QUEUED_BYTES
+        })
+    }
+
+    /// Counts `frames` dropped without being handed over.
+    pub fn drop_frames(&self, frames: u64) {
+        if let Some(inner) = &self.inner {
+            inner.queued.dropped.fetch_add(frames, Ordering::Relaxed);
+        }
+    }
+
     /// Frames dropped so far because the writer was behind.
     pub fn dropped(&self) -> u64 {
         self.inner
@@ -320,8 +342,9 @@ impl Writer {
 
     fn run(mut self, rx: mpsc::Receiver<Vec<Record>>) {
         loop {
+            let start = Instant::now();
             let mut closed = false;
-            loop {
+            while start.elapsed() < WRITER_SLICE {
                 match rx.try_recv() {
                     Ok(batch) => self.take(batch),
                     Err(mpsc::TryRecvError::Empty) => break,
@@ -336,7 +359,7 @@ impl Writer {
             if closed {
                 break;
             }
-            std::thread::sleep(WRITER_TICK);
+            std::thread::sleep(WRITER_TICK.max(start.elapsed() * WRITER_REST));
         }
         let dropped = self.queued.dropped.load(Ordering::Relaxed);
         let t = self.epoch.elapsed().as_secs_f64();

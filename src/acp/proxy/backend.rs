@@ -374,12 +374,21 @@ impl Hub {
                 self.fail_backend(slot, RpcError::new(INTERNAL_ERROR, e.to_string()));
             }
             BackendEvent::Frames(frames) => {
-                let traced = self.server.trace.enabled();
+                if self.server.trace.enabled() && !self.server.trace.accepting() {
+                    self.server.trace.drop_frames(frames.len() as u64);
+                } else if self.server.trace.enabled() {
+                    // One copy of the batch, not a share of each frame: shares would bounce
+                    // the read buffer's count between the hub's core and the writer's.
+                    let len = frames.iter().map(|f| f.raw().len() + 1).sum();
+                    let mut batch = BytesMut::with_capacity(len);
+                    for frame in &frames {
+                        batch.extend_from_slice(frame.raw());
+                        batch.extend_from_slice(b"\n");
+                    }
+                    self.trace_frames(Hop::AgentToDaemon, slot, batch.freeze());
+                }
                 for frame in frames {
                     self.counters.agent_to_daemon.add(frame.raw().len() + 1);
-                    if traced {
-                        self.trace_frames(Hop::AgentToDaemon, slot, frame.raw().clone());
-                    }
                     self.on_backend_frame(slot, frame);
                 }
             }

@@ -45,7 +45,9 @@ impl Hub {
             return;
         }
         self.counters.client_to_daemon.add(raw.len() + 1);
-        if self.server.trace.enabled() {
+        if self.server.trace.enabled() && !self.server.trace.accepting() {
+            self.server.trace.drop_frames(1);
+        } else if self.server.trace.enabled() {
             self.trace.push(crate::acp::trace::Record::Frames {
                 at: self.now,
                 hop: crate::acp::trace::Hop::ClientToDaemon,

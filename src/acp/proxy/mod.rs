@@ -173,12 +173,12 @@ struct Hub {
     trace: Vec<Record>,
 }
 
-/// Counts the frames (lines) and bytes of a batch about to be sent.
-fn count_lines(flow: &mut crate::acp::status::Flow, batch: &[u8]) {
-    if !batch.is_empty() {
-        flow.frames += memchr::memchr_iter(b'\n', batch).count() as u64;
-        flow.bytes += batch.len() as u64;
-    }
+/// Counts the frames (lines) and bytes of a batch about to be sent; returns the frames.
+fn count_lines(flow: &mut crate::acp::status::Flow, batch: &[u8]) -> u64 {
+    let frames = memchr::memchr_iter(b'\n', batch).count() as u64;
+    flow.frames += frames;
+    flow.bytes += batch.len() as u64;
+    frames
 }
 
 /// Answers an agent's question to the client as cancelled.
@@ -380,49 +380,62 @@ impl Hub {
     /// Sends what this event produced: one batch per peer (and hands the event's frames to
     /// the wire trace, when one is written).
     fn flush(&mut self) {
-        let (counters, trace) = (&mut self.counters, &mut self.trace);
-        let traced = self.server.trace.enabled();
-        let now = self.now;
-        for (id, conn) in self.conns.iter_mut() {
-            if let Some(batch) = conn.flush() {
-                count_lines(&mut counters.daemon_to_client, &batch);
-                if traced {
-                    trace.push(Record::Frames {
-                        at: now,
-                        hop: Hop::DaemonToClient,
-                        peer: TracePeer::Conn(*id),
-                        bytes: batch,
-                    });
-                }
-            }
-        }
+        let tracer = &self.server.trace;
+        let traced = tracer.enabled();
+        // Routes go first, and always: the frames after them need them to name sessions.
         for (slot, backend) in self.backends.iter_mut() {
             for (agent_sid, session) in backend.new_routes.drain(..) {
                 if traced {
-                    trace.push(Record::Route {
+                    self.trace.push(Record::Route {
                         slot: *slot,
                         agent_sid,
                         session,
                     });
                 }
             }
-            if let Some(batch) = backend.flush() {
-                count_lines(&mut counters.daemon_to_agent, &batch);
+        }
+        let (counters, trace) = (&mut self.counters, &mut self.trace);
+        // Asked once: frames the writer has no room for are counted, not gathered.
+        let accepting = tracer.accepting();
+        let now = self.now;
+        let mut dropped = 0;
+        let mut keep = |hop, peer, batch: Bytes, frames: u64| {
+            if accepting {
+                trace.push(Record::Frames {
+                    at: now,
+                    hop,
+                    peer,
+                    bytes: batch,
+                });
+            } else {
+                dropped += frames;
+            }
+        };
+        for (id, conn) in self.conns.iter_mut() {
+            if let Some(batch) = conn.flush() {
+                let frames = count_lines(&mut counters.daemon_to_client, &batch);
                 if traced {
-                    trace.push(Record::Frames {
-                        at: now,
-                        hop: Hop::DaemonToAgent,
-                        peer: TracePeer::Agent {
-                            slot: *slot,
-                            agent: backend.agent.as_arc(),
-                        },
-                        bytes: batch,
-                    });
+                    keep(Hop::DaemonToClient, TracePeer::Conn(*id), batch, frames);
                 }
             }
         }
-        if !self.trace.is_empty() {
-            self.server.trace.submit(std::mem::take(&mut self.trace));
+        for (slot, backend) in self.backends.iter_mut() {
+            if let Some(batch) = backend.flush() {
+                let frames = count_lines(&mut counters.daemon_to_agent, &batch);
+                if traced {
+                    let peer = TracePeer::Agent {
+                        slot: *slot,
+                        agent: backend.agent.as_arc(),
+                    };
+                    keep(Hop::DaemonToAgent, peer, batch, frames);
+                }
+            }
+        }
+        if traced {
+            tracer.drop_frames(dropped);
+            if !self.trace.is_empty() {
+                tracer.submit(std::mem::take(&mut self.trace));
+            }
         }
     }
 
