@@ -6,12 +6,18 @@
 //! holds, and whoever produces for it (a backend's stdout pump) calls [`Outbox::wait_for_room`]
 //! before reading more, which stalls that producer, and through its pipe the agent, until the
 //! peer drains. When the last sender is dropped the task flushes and half-closes the stream.
+//!
+//! A client's socket gets a shortcut ([`Outbox::spawn_socket`]): while nothing is queued, the
+//! sender writes to the socket itself, without a wake-up of the writer task, and queues only
+//! what the socket would not take at once; the writer task then writes the queue with `writev`.
+//! Bytes still leave in order, since the shortcut is taken only when the queue is empty.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::task::TaskTracker;
 
@@ -32,6 +38,8 @@ struct Level {
 pub struct Outbox {
     tx: mpsc::UnboundedSender<Bytes>,
     level: Arc<Level>,
+    /// The socket, for writing directly while nothing is queued.
+    direct: Option<Arc<OwnedWriteHalf>>,
 }
 
 impl Outbox {
@@ -43,13 +51,47 @@ impl Outbox {
         let (tx, rx) = mpsc::unbounded_channel();
         let level = Arc::new(Level::default());
         tracker.spawn(write_loop(writer, rx, level.clone(), label));
-        Outbox { tx, level }
+        Outbox {
+            tx,
+            level,
+            direct: None,
+        }
     }
 
-    /// Queues bytes for the peer. Returns `false` when the peer's writer is gone.
-    pub fn send(&self, bytes: Bytes) -> bool {
+    /// The outbox of a Unix socket, written directly by [`Outbox::send`] while nothing is
+    /// queued. The socket's write side closes when the outbox and its task are both gone.
+    pub fn spawn_socket(socket: OwnedWriteHalf, tracker: &TaskTracker, label: String) -> Outbox {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let level = Arc::new(Level::default());
+        let socket = Arc::new(socket);
+        tracker.spawn(socket_loop(socket.clone(), rx, level.clone(), label));
+        Outbox {
+            tx,
+            level,
+            direct: Some(socket),
+        }
+    }
+
+    /// Sends bytes to the peer: at once when the socket takes them and nothing is queued,
+    /// else through the writer task. Returns `false` when the peer's writer is gone.
+    pub fn send(&self, mut bytes: Bytes) -> bool {
         if bytes.is_empty() {
             return true;
+        }
+        if let Some(socket) = &self.direct {
+            // Acquire: the writer's last write is done once the queue reads empty.
+            if self.level.queued.load(Ordering::Acquire) == 0 && !self.is_closed() {
+                match socket.try_write(&bytes) {
+                    Ok(n) if n == bytes.len() => return true,
+                    Ok(n) => bytes = bytes.slice(n..),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        self.level.closed.store(true, Ordering::Relaxed);
+                        self.level.drained.notify_waiters();
+                        return false;
+                    }
+                }
+            }
         }
         self.level.queued.fetch_add(bytes.len(), Ordering::Relaxed);
         let len = bytes.len();
@@ -142,6 +184,65 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     level.closed.store(true, Ordering::Relaxed);
     level.drained.notify_waiters();
     let _ = writer.shutdown().await;
+}
+
+/// [`write_loop`] for a socket shared with [`Outbox::send`]: each wake-up writes everything
+/// queued with `writev`.
+async fn socket_loop(
+    socket: Arc<OwnedWriteHalf>,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    level: Arc<Level>,
+    label: String,
+) {
+    let mut batch: Vec<Bytes> = Vec::with_capacity(64);
+    while rx.recv_many(&mut batch, 64).await > 0 {
+        let total: usize = batch.iter().map(Bytes::len).sum();
+        if let Err(e) = write_vectored_all(&socket, &mut batch).await {
+            tracing::debug!(peer = %label, "write failed: {e}");
+            level.queued.fetch_sub(total, Ordering::Release);
+            break;
+        }
+        // Release: a sender that reads the queue empty finds these bytes written.
+        let before = level.queued.fetch_sub(total, Ordering::Release);
+        if before >= LOW_WATER && before - total < LOW_WATER {
+            level.drained.notify_waiters();
+        }
+    }
+    level.closed.store(true, Ordering::Relaxed);
+    level.drained.notify_waiters();
+}
+
+/// Writes every buffer of `batch`, in order, as few `writev`s as the socket allows; empties it.
+async fn write_vectored_all(
+    socket: &OwnedWriteHalf,
+    batch: &mut Vec<Bytes>,
+) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < batch.len() {
+        socket.writable().await?;
+        let slices: Vec<std::io::IoSlice<'_>> = batch[first..]
+            .iter()
+            .take(64)
+            .map(|b| std::io::IoSlice::new(b))
+            .collect();
+        let mut written = match socket.try_write_vectored(&slices) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        while written > 0 && first < batch.len() {
+            let len = batch[first].len();
+            if written >= len {
+                written -= len;
+                first += 1;
+            } else {
+                batch[first] = batch[first].slice(written..);
+                written = 0;
+            }
+        }
+    }
+    batch.clear();
+    Ok(())
 }
 
 #[cfg(test)]

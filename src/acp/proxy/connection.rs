@@ -102,7 +102,7 @@ async fn read_loop(
 ) {
     tracing::debug!("client connected");
     let (read, write) = stream.into_split();
-    let outbox = Outbox::spawn(write, &server.tracker, format!("client {conn}"));
+    let outbox = Outbox::spawn_socket(write, &server.tracker, format!("client {conn}"));
     let gauge = outbox.gauge();
     if hub
         .events
