@@ -1,0 +1,684 @@
+//! The model behind `acp top`: the last report of every daemon, the update rates measured
+//! between two reports, and the session rows as sorted and filtered.
+//!
+//! Pure data: the poller feeds it [`Snapshot`]s, keys change its sort and filter, the view reads
+//! [`Top::rows`], [`Top::totals`] and [`Top::notes`]. A session is known by its daemon's name and
+//! its id; a rate needs the same session in two consecutive reports of its daemon.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::acp::status::{self, Cost, Session, SessionState, Status};
+
+/// What one refresh found: every daemon in the acp directory, in name order.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub daemons: Vec<DaemonReport>,
+}
+
+/// One daemon's answer (or why there is none).
+#[derive(Debug, Clone)]
+pub struct DaemonReport {
+    /// The endpoint name: the container's (`local-<dir>` for a local runtime).
+    pub name: String,
+    /// When the answer came: rates are measured between two of these.
+    pub at: Instant,
+    pub status: Result<Status, String>,
+}
+
+/// The column the rows are sorted by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortKey {
+    #[default]
+    Container,
+    Session,
+    Agent,
+    Model,
+    State,
+    Rate,
+    Cost,
+    Context,
+}
+
+impl SortKey {
+    /// The order `s` cycles through.
+    pub const ALL: [SortKey; 8] = [
+        SortKey::Container,
+        SortKey::Session,
+        SortKey::Agent,
+        SortKey::Model,
+        SortKey::State,
+        SortKey::Rate,
+        SortKey::Cost,
+        SortKey::Context,
+    ];
+
+    pub fn next(self) -> SortKey {
+        let at = SortKey::ALL.iter().position(|k| *k == self).unwrap_or(0);
+        SortKey::ALL[(at + 1) % SortKey::ALL.len()]
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SortKey::Container => "container",
+            SortKey::Session => "session",
+            SortKey::Agent => "agent",
+            SortKey::Model => "model",
+            SortKey::State => "state",
+            SortKey::Rate => "updates/s",
+            SortKey::Cost => "cost",
+            SortKey::Context => "context",
+        }
+    }
+}
+
+/// One session, as a row of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub container: &'a str,
+    pub session: &'a Session,
+    /// `session/update`s per second since its daemon's previous report; `None` until the
+    /// session was in two reports (or when its counter went back: a restarted daemon).
+    pub rate: Option<f64>,
+}
+
+impl Row<'_> {
+    /// The state as shown; a detached session whose turn still runs is told apart.
+    pub fn state_label(&self) -> &'static str {
+        match (self.session.state, self.session.turn_running) {
+            (SessionState::Detached, true) => "detached+run",
+            (state, _) => state.as_str(),
+        }
+    }
+
+    /// Most active first: what the state sort orders by.
+    fn state_rank(&self) -> u8 {
+        match (self.session.state, self.session.turn_running) {
+            (SessionState::Running, _) => 0,
+            (SessionState::Detached, true) => 1,
+            (SessionState::Binding, _) => 2,
+            (SessionState::Bound, _) => 3,
+            (SessionState::Detached, false) => 4,
+            (SessionState::Unbound, _) => 5,
+        }
+    }
+
+    /// The model without its `agent:` prefix when the agent column already says it.
+    pub fn model_label(&self) -> &str {
+        let model = &self.session.model[..];
+        self.session
+            .agent
+            .as_deref()
+            .and_then(|agent| model.strip_prefix(agent)?.strip_prefix(':'))
+            .unwrap_or(model)
+    }
+
+    /// The session id without the proxy's `terok-` prefix, cut to 8 characters (the ids are
+    /// random hex, so 8 tell them apart).
+    pub fn short_id(&self) -> &str {
+        let id = &self.session.id[..];
+        let id = id.strip_prefix("terok-").unwrap_or(id);
+        match id.char_indices().nth(8) {
+            Some((at, _)) => &id[..at],
+            None => id,
+        }
+    }
+
+    /// How full the context window is, in percent, when the agent said both.
+    pub fn context_percent(&self) -> Option<f64> {
+        let usage = &self.session.usage;
+        match (usage.context_used, usage.context_size) {
+            (Some(used), Some(size)) if size > 0 => Some(used as f64 * 100.0 / size as f64),
+            _ => None,
+        }
+    }
+
+    fn cost(&self) -> Option<&Cost> {
+        self.session.usage.cost.as_ref()
+    }
+}
+
+/// Sums over the daemons shown.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    pub daemons: usize,
+    /// Daemons that gave no report (counted in `daemons`).
+    pub unreachable: usize,
+    pub connections: usize,
+    pub sessions: usize,
+    pub agents: usize,
+    /// Cost per currency.
+    pub cost: Vec<Cost>,
+}
+
+/// A line about a daemon that has no session row: unreachable, or serving no session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note<'a> {
+    pub name: &'a str,
+    pub text: String,
+    /// Whether it reports a problem (shown as one) rather than an idle daemon.
+    pub problem: bool,
+}
+
+/// The state of the view.
+#[derive(Debug, Default)]
+pub struct Top {
+    snapshot: Option<Snapshot>,
+    /// Rates by (daemon, session id), measured when the snapshot came.
+    rates: HashMap<(String, String), f64>,
+    pub sort: SortKey,
+    /// The one container shown, or all when `None`.
+    pub filter: Option<String>,
+}
+
+impl Top {
+    pub fn new() -> Top {
+        Top::default()
+    }
+
+    /// Whether a first snapshot came.
+    pub fn has_snapshot(&self) -> bool {
+        self.snapshot.is_some()
+    }
+
+    /// Takes a new snapshot, measuring each session's rate against the previous one.
+    pub fn update(&mut self, snapshot: Snapshot) {
+        let mut before: HashMap<(&str, &str), (u64, Instant)> = HashMap::new();
+        for daemon in self.snapshot.iter().flat_map(|s| &s.daemons) {
+            if let Ok(status) = &daemon.status {
+                for session in &status.sessions {
+                    before.insert((&daemon.name, &session.id), (session.updates, daemon.at));
+                }
+            }
+        }
+        let mut rates = HashMap::new();
+        for daemon in &snapshot.daemons {
+            let Ok(status) = &daemon.status else { continue };
+            for session in &status.sessions {
+                let Some(&(updates, at)) = before.get(&(&daemon.name[..], &session.id[..])) else {
+                    continue;
+                };
+                let secs = daemon.at.saturating_duration_since(at).as_secs_f64();
+                if secs > 0.0 && session.updates >= updates {
+                    let rate = (session.updates - updates) as f64 / secs;
+                    rates.insert((daemon.name.clone(), session.id.clone()), rate);
+                }
+            }
+        }
+        self.rates = rates;
+        self.snapshot = Some(snapshot);
+    }
+
+    pub fn cycle_sort(&mut self) {
+        self.sort = self.sort.next();
+    }
+
+    /// All, then each container in name order, then all again. A filter on a container that
+    /// has gone moves on to the next name after it.
+    pub fn cycle_filter(&mut self) {
+        let names = self
+            .snapshot
+            .iter()
+            .flat_map(|s| &s.daemons)
+            .map(|d| &d.name);
+        let next = match &self.filter {
+            None => names.min(),
+            Some(current) => names.filter(|n| *n > current).min(),
+        };
+        self.filter = next.cloned();
+    }
+
+    /// The daemons the filter lets through.
+    fn shown(&self) -> impl Iterator<Item = &DaemonReport> {
+        self.snapshot
+            .iter()
+            .flat_map(|s| &s.daemons)
+            .filter(|d| self.filter.as_ref().is_none_or(|f| *f == d.name))
+    }
+
+    /// The session rows, filtered and sorted; ties go by container, then session id.
+    pub fn rows(&self) -> Vec<Row<'_>> {
+        let mut rows: Vec<Row<'_>> = self
+            .shown()
+            .filter_map(|d| Some((&d.name, d.status.as_ref().ok()?)))
+            .flat_map(|(name, status)| {
+                status.sessions.iter().map(move |session| Row {
+                    container: name,
+                    session,
+                    rate: self.rates.get(&(name.clone(), session.id.clone())).copied(),
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            compare(self.sort, a, b)
+                .then_with(|| a.container.cmp(b.container))
+                .then_with(|| a.session.id.cmp(&b.session.id))
+        });
+        rows
+    }
+
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        for daemon in self.shown() {
+            totals.daemons += 1;
+            let Ok(status) = &daemon.status else {
+                totals.unreachable += 1;
+                continue;
+            };
+            totals.connections += status.connections.len();
+            totals.sessions += status.sessions.len();
+            totals.agents += status.agents.len();
+            for cost in status.sessions.iter().filter_map(|s| s.usage.cost.as_ref()) {
+                status::add_cost(&mut totals.cost, cost);
+            }
+        }
+        totals
+    }
+
+    /// A line for each daemon shown that has no row: why it gave no report, or that it serves
+    /// no session.
+    pub fn notes(&self) -> Vec<Note<'_>> {
+        self.shown()
+            .filter_map(|daemon| match &daemon.status {
+                Err(reason) => Some(Note {
+                    name: &daemon.name,
+                    text: format!("unreachable: {reason}"),
+                    problem: true,
+                }),
+                Ok(status) if status.sessions.is_empty() => Some(Note {
+                    name: &daemon.name,
+                    text: format!(
+                        "no sessions (up {}, {} connection(s), {} agent process(es))",
+                        status::human_secs(status.daemon.uptime_secs),
+                        status.connections.len(),
+                        status.agents.len()
+                    ),
+                    problem: false,
+                }),
+                Ok(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// Names ascending; states most active first; numbers largest first, unknown last.
+fn compare(key: SortKey, a: &Row<'_>, b: &Row<'_>) -> Ordering {
+    match key {
+        SortKey::Container => a.container.cmp(b.container),
+        SortKey::Session => a.session.id.cmp(&b.session.id),
+        SortKey::Agent => a.session.agent.cmp(&b.session.agent),
+        SortKey::Model => a.model_label().cmp(b.model_label()),
+        SortKey::State => a.state_rank().cmp(&b.state_rank()),
+        SortKey::Rate => descending(a.rate, b.rate),
+        SortKey::Cost => descending(a.cost().map(|c| c.amount), b.cost().map(|c| c.amount))
+            .then_with(|| {
+                let currency = |r: &Row<'_>| r.cost().map(|c| c.currency.clone());
+                currency(a).cmp(&currency(b))
+            }),
+        SortKey::Context => descending(a.context_percent(), b.context_percent()),
+    }
+}
+
+fn descending(a: Option<f64>, b: Option<f64>) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => b.total_cmp(&a),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::acp::status::Usage;
+
+    fn session(id: &str, agent: Option<&str>, updates: u64) -> Session {
+        Session {
+            id: id.into(),
+            agent: agent.map(str::to_owned),
+            model: agent.map_or("".into(), |a| format!("{a}:m1")),
+            state: if agent.is_some() {
+                SessionState::Bound
+            } else {
+                SessionState::Unbound
+            },
+            updates,
+            ..Session::default()
+        }
+    }
+
+    fn daemon(name: &str, at: Instant, sessions: Vec<Session>) -> DaemonReport {
+        DaemonReport {
+            name: name.into(),
+            at,
+            status: Ok(Status {
+                sessions,
+                ..Status::default()
+            }),
+        }
+    }
+
+    fn ids(top: &Top) -> Vec<String> {
+        top.rows().iter().map(|r| r.session.id.clone()).collect()
+    }
+
+    fn priced(mut s: Session, amount: f64, currency: &str) -> Session {
+        s.usage.cost = Some(Cost {
+            amount,
+            currency: currency.into(),
+        });
+        s
+    }
+
+    #[test]
+    fn a_rate_is_the_update_difference_over_the_time_between_two_reports() {
+        let t0 = Instant::now();
+        let mut top = Top::new();
+        top.update(Snapshot {
+            daemons: vec![daemon("alpha", t0, vec![session("s1", Some("a"), 100)])],
+        });
+        assert_eq!(top.rows()[0].rate, None, "one report gives no rate");
+        top.update(Snapshot {
+            daemons: vec![daemon(
+                "alpha",
+                t0 + Duration::from_millis(500),
+                vec![session("s1", Some("a"), 150), session("s2", None, 7)],
+            )],
+        });
+        let rows = top.rows();
+        assert_eq!(rows[0].rate, Some(100.0));
+        assert_eq!(
+            rows[1].rate, None,
+            "a session new in this report has no rate yet"
+        );
+    }
+
+    #[test]
+    fn a_rate_is_measured_per_daemon_even_for_equal_session_ids() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(2);
+        let mut top = Top::new();
+        top.update(Snapshot {
+            daemons: vec![
+                daemon("alpha", t0, vec![session("s", Some("a"), 10)]),
+                daemon("beta", t0, vec![session("s", Some("b"), 10)]),
+            ],
+        });
+        top.update(Snapshot {
+            daemons: vec![
+                daemon("alpha", t1, vec![session("s", Some("a"), 30)]),
+                daemon("beta", t1, vec![session("s", Some("b"), 10)]),
+            ],
+        });
+        let rates: Vec<_> = top.rows().iter().map(|r| (r.container, r.rate)).collect();
+        assert_eq!(rates, [("alpha", Some(10.0)), ("beta", Some(0.0))]);
+    }
+
+    #[test]
+    fn a_counter_that_went_back_or_a_report_missed_gives_no_rate() {
+        let t0 = Instant::now();
+        let mut top = Top::new();
+        top.update(Snapshot {
+            daemons: vec![daemon("alpha", t0, vec![session("s", Some("a"), 50)])],
+        });
+        // The daemon restarted: its counters start again.
+        top.update(Snapshot {
+            daemons: vec![daemon(
+                "alpha",
+                t0 + Duration::from_secs(1),
+                vec![session("s", Some("a"), 3)],
+            )],
+        });
+        assert_eq!(top.rows()[0].rate, None);
+        // Unreachable once: the next report has nothing to compare with.
+        top.update(Snapshot {
+            daemons: vec![DaemonReport {
+                name: "alpha".into(),
+                at: t0 + Duration::from_secs(2),
+                status: Err("cannot connect".into()),
+            }],
+        });
+        top.update(Snapshot {
+            daemons: vec![daemon(
+                "alpha",
+                t0 + Duration::from_secs(3),
+                vec![session("s", Some("a"), 9)],
+            )],
+        });
+        assert_eq!(top.rows()[0].rate, None);
+    }
+
+    #[test]
+    fn each_sort_key_orders_the_rows_and_ties_go_by_container_then_id() {
+        let t0 = Instant::now();
+        let mut running = priced(session("terok-b1", Some("bert"), 0), 0.5, "USD");
+        running.state = SessionState::Running;
+        running.model = "bert:zeta".into();
+        let mut detached = session("terok-a2", Some("anna"), 0);
+        detached.state = SessionState::Detached;
+        detached.turn_running = true;
+        detached.usage = Usage {
+            context_used: Some(150_000),
+            context_size: Some(200_000),
+            ..Usage::default()
+        };
+        let cheap = priced(session("terok-a1", Some("anna"), 0), 0.25, "USD");
+        let unbound = session("terok-c1", None, 0);
+        let mut top = Top::new();
+        let report = |at| Snapshot {
+            daemons: vec![
+                daemon("beta", at, vec![running.clone(), unbound.clone()]),
+                daemon("alpha", at, vec![cheap.clone(), detached.clone()]),
+            ],
+        };
+        top.update(report(t0));
+        // Only the running session streamed between the two reports.
+        let mut later = report(t0 + Duration::from_secs(1));
+        if let Ok(status) = &mut later.daemons[0].status {
+            status.sessions[0].updates = 40;
+        }
+        top.update(later);
+
+        let mut seen = Vec::new();
+        for key in SortKey::ALL {
+            top.sort = key;
+            seen.push((key, ids(&top)));
+        }
+        let expect = |ids: [&str; 4]| ids.map(str::to_owned).to_vec();
+        assert_eq!(
+            seen,
+            [
+                (
+                    SortKey::Container,
+                    expect(["terok-a1", "terok-a2", "terok-b1", "terok-c1"])
+                ),
+                (
+                    SortKey::Session,
+                    expect(["terok-a1", "terok-a2", "terok-b1", "terok-c1"])
+                ),
+                // No agent sorts first.
+                (
+                    SortKey::Agent,
+                    expect(["terok-c1", "terok-a1", "terok-a2", "terok-b1"])
+                ),
+                (
+                    SortKey::Model,
+                    expect(["terok-c1", "terok-a1", "terok-a2", "terok-b1"])
+                ),
+                (
+                    SortKey::State,
+                    expect(["terok-b1", "terok-a2", "terok-a1", "terok-c1"])
+                ),
+                (
+                    SortKey::Rate,
+                    expect(["terok-b1", "terok-a1", "terok-a2", "terok-c1"])
+                ),
+                (
+                    SortKey::Cost,
+                    expect(["terok-b1", "terok-a1", "terok-a2", "terok-c1"])
+                ),
+                (
+                    SortKey::Context,
+                    expect(["terok-a2", "terok-a1", "terok-b1", "terok-c1"])
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn sort_keys_cycle_back_to_the_first() {
+        let mut top = Top::new();
+        assert_eq!(top.sort, SortKey::Container);
+        for _ in 0..SortKey::ALL.len() {
+            top.cycle_sort();
+        }
+        assert_eq!(top.sort, SortKey::Container);
+        top.cycle_sort();
+        assert_eq!(top.sort, SortKey::Session);
+    }
+
+    #[test]
+    fn the_filter_cycles_all_then_each_container_then_all() {
+        let t0 = Instant::now();
+        let mut top = Top::new();
+        top.cycle_filter();
+        assert_eq!(top.filter, None, "nothing to filter on before a report");
+        top.update(Snapshot {
+            daemons: vec![
+                daemon("beta", t0, vec![session("b", Some("x"), 0)]),
+                daemon("alpha", t0, vec![session("a", Some("x"), 0)]),
+            ],
+        });
+        let mut cycle = Vec::new();
+        for _ in 0..4 {
+            top.cycle_filter();
+            cycle.push((top.filter.clone(), ids(&top)));
+        }
+        assert_eq!(
+            cycle,
+            [
+                (Some("alpha".to_owned()), vec!["a".to_owned()]),
+                (Some("beta".to_owned()), vec!["b".to_owned()]),
+                (None, vec!["a".to_owned(), "b".to_owned()]),
+                (Some("alpha".to_owned()), vec!["a".to_owned()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_filter_on_a_container_that_went_away_moves_to_the_next_name() {
+        let t0 = Instant::now();
+        let mut top = Top::new();
+        top.filter = Some("beta".into());
+        top.update(Snapshot {
+            daemons: vec![
+                daemon("alpha", t0, vec![]),
+                daemon("gamma", t0, vec![session("g", None, 0)]),
+            ],
+        });
+        assert!(top.rows().is_empty());
+        assert_eq!(top.totals().daemons, 0);
+        top.cycle_filter();
+        assert_eq!(top.filter.as_deref(), Some("gamma"));
+        top.cycle_filter();
+        assert_eq!(top.filter, None);
+    }
+
+    #[test]
+    fn totals_and_notes_cover_the_daemons_shown() {
+        let t0 = Instant::now();
+        let mut alpha = daemon(
+            "alpha",
+            t0,
+            vec![
+                priced(session("a1", Some("x"), 0), 0.25, "USD"),
+                priced(session("a2", Some("x"), 0), 0.5, "USD"),
+                priced(session("a3", Some("x"), 0), 1.0, "EUR"),
+            ],
+        );
+        if let Ok(status) = &mut alpha.status {
+            status.connections = vec![Default::default(); 2];
+            status.agents = vec![Default::default()];
+        }
+        let mut idle = daemon("beta", t0, vec![]);
+        if let Ok(status) = &mut idle.status {
+            status.daemon.uptime_secs = 185.0;
+        }
+        let down = DaemonReport {
+            name: "gamma".into(),
+            at: t0,
+            status: Err("cannot connect: Connection refused".into()),
+        };
+        let mut top = Top::new();
+        top.update(Snapshot {
+            daemons: vec![alpha, idle, down],
+        });
+        let totals = top.totals();
+        assert_eq!(
+            (
+                totals.daemons,
+                totals.unreachable,
+                totals.connections,
+                totals.sessions,
+                totals.agents
+            ),
+            (3, 1, 2, 3, 1)
+        );
+        let cost: Vec<_> = totals
+            .cost
+            .iter()
+            .map(|c| (c.amount, &c.currency[..]))
+            .collect();
+        assert_eq!(cost, [(0.75, "USD"), (1.0, "EUR")]);
+        assert_eq!(
+            top.notes(),
+            [
+                Note {
+                    name: "beta",
+                    text: "no sessions (up 3m05s, 0 connection(s), 0 agent process(es))".into(),
+                    problem: false
+                },
+                Note {
+                    name: "gamma",
+                    text: "unreachable: cannot connect: Connection refused".into(),
+                    problem: true
+                },
+            ]
+        );
+        top.filter = Some("gamma".into());
+        assert_eq!(top.totals().daemons, 1);
+        assert_eq!(top.notes().len(), 1);
+    }
+
+    #[test]
+    fn labels_shorten_ids_and_models_and_tell_a_detached_turn_apart() {
+        let mut s = session("terok-0123456789abcdef", Some("claude"), 0);
+        s.model = "claude:opus".into();
+        s.state = SessionState::Detached;
+        fn row(session: &Session) -> Row<'_> {
+            Row {
+                container: "c",
+                session,
+                rate: None,
+            }
+        }
+        assert_eq!(row(&s).short_id(), "01234567");
+        assert_eq!(row(&s).model_label(), "opus");
+        assert_eq!(row(&s).state_label(), "detached");
+        s.turn_running = true;
+        assert_eq!(row(&s).state_label(), "detached+run");
+        // A pick that is not the bound agent's, and an id of another shape, stay whole.
+        s.model = "codex:o3".into();
+        s.id = "sess-1".into();
+        assert_eq!(row(&s).model_label(), "codex:o3");
+        assert_eq!(row(&s).short_id(), "sess-1");
+        s.usage.context_used = Some(50);
+        assert_eq!(row(&s).context_percent(), None, "no size, no percent");
+        s.usage.context_size = Some(200);
+        assert_eq!(row(&s).context_percent(), Some(25.0));
+    }
+}
