@@ -321,7 +321,7 @@ async fn top_shows_every_daemon_s_sessions_takes_keys_and_restores_the_terminal(
     let lines: Vec<&str> = screen.lines().collect();
     assert_eq!(lines.len(), 24, "{screen}");
     assert!(
-        lines[0].starts_with("daemons 3 (1 down)  connections 2  sessions 3  agents ")
+        lines[0].starts_with("daemons 3 (1 down)  connections 2  sessions 3  agent procs ")
             && lines[0].ends_with("cost 0.2500 USD"),
         "{screen}"
     );

@@ -76,7 +76,7 @@ fn totals_line(top: &Top) -> Line<'static> {
         daemons,
         format!("connections {}", totals.connections),
         format!("sessions {}", totals.sessions),
-        format!("agents {}", totals.agents),
+        format!("agent procs {}", totals.agents),
         format!("cost {cost}"),
     ];
     Line::from(parts.join("  ")).bold()
@@ -235,7 +235,7 @@ mod tests {
         let text = lines.join("\n");
         assert_eq!(
             lines[0],
-            "daemons 2 (1 down)  connections 0  sessions 2  agents 0  cost 0.2500 USD"
+            "daemons 2 (1 down)  connections 0  sessions 2  agent procs 0  cost 0.2500 USD"
         );
         assert!(
             lines[1].starts_with("CONTAINER▲") && lines[1].ends_with("CTX"),
