@@ -421,18 +421,17 @@ mod tests {
     #[test]
     fn a_counter_that_went_back_or_a_report_missed_gives_no_rate() {
         let t0 = Instant::now();
-        let mut top = Top::new();
-        top.update(Snapshot {
-            daemons: vec![daemon("alpha", t0, vec![session("s", Some("a"), 50)])],
-        });
-        // The daemon restarted: its counters start again.
-        top.update(Snapshot {
+        let report = |secs, updates| Snapshot {
             daemons: vec![daemon(
                 "alpha",
-                t0 + Duration::from_secs(1),
-                vec![session("s", Some("a"), 3)],
+                t0 + Duration::from_secs(secs),
+                vec![session("s", Some("a"), updates)],
             )],
-        });
+        };
+        let mut top = Top::new();
+        top.update(report(0, 50));
+        // The daemon restarted: its counters start again.
+        top.update(report(1, 3));
         assert_eq!(top.rows()[0].rate, None);
         // Unreachable once: the next report has nothing to compare with.
         top.update(Snapshot {
@@ -442,14 +441,11 @@ mod tests {
                 status: Err("cannot connect".into()),
             }],
         });
-        top.update(Snapshot {
-            daemons: vec![daemon(
-                "alpha",
-                t0 + Duration::from_secs(3),
-                vec![session("s", Some("a"), 9)],
-            )],
-        });
+        top.update(report(3, 9));
         assert_eq!(top.rows()[0].rate, None);
+        // Reachable twice in a row again: measured.
+        top.update(report(4, 19));
+        assert_eq!(top.rows()[0].rate, Some(10.0));
     }
 
     #[test]
@@ -483,50 +479,24 @@ mod tests {
         }
         top.update(later);
 
-        let mut seen = Vec::new();
-        for key in SortKey::ALL {
+        let expected = [
+            (SortKey::Container, ["a1", "a2", "b1", "c1"]),
+            (SortKey::Session, ["a1", "a2", "b1", "c1"]),
+            // No agent sorts first.
+            (SortKey::Agent, ["c1", "a1", "a2", "b1"]),
+            (SortKey::Model, ["c1", "a1", "a2", "b1"]),
+            (SortKey::State, ["b1", "a2", "a1", "c1"]),
+            (SortKey::Rate, ["b1", "a1", "a2", "c1"]),
+            (SortKey::Cost, ["b1", "a1", "a2", "c1"]),
+            (SortKey::Context, ["a2", "a1", "b1", "c1"]),
+        ];
+        assert_eq!(expected.map(|(key, _)| key), SortKey::ALL);
+        for (key, order) in expected {
             top.sort = key;
-            seen.push((key, ids(&top)));
+            let rows = top.rows();
+            let shown: Vec<&str> = rows.iter().map(|r| r.short_id()).collect();
+            assert_eq!(shown, order, "sorted by {key:?}");
         }
-        let expect = |ids: [&str; 4]| ids.map(str::to_owned).to_vec();
-        assert_eq!(
-            seen,
-            [
-                (
-                    SortKey::Container,
-                    expect(["terok-a1", "terok-a2", "terok-b1", "terok-c1"])
-                ),
-                (
-                    SortKey::Session,
-                    expect(["terok-a1", "terok-a2", "terok-b1", "terok-c1"])
-                ),
-                // No agent sorts first.
-                (
-                    SortKey::Agent,
-                    expect(["terok-c1", "terok-a1", "terok-a2", "terok-b1"])
-                ),
-                (
-                    SortKey::Model,
-                    expect(["terok-c1", "terok-a1", "terok-a2", "terok-b1"])
-                ),
-                (
-                    SortKey::State,
-                    expect(["terok-b1", "terok-a2", "terok-a1", "terok-c1"])
-                ),
-                (
-                    SortKey::Rate,
-                    expect(["terok-b1", "terok-a1", "terok-a2", "terok-c1"])
-                ),
-                (
-                    SortKey::Cost,
-                    expect(["terok-b1", "terok-a1", "terok-a2", "terok-c1"])
-                ),
-                (
-                    SortKey::Context,
-                    expect(["terok-a2", "terok-a1", "terok-b1", "terok-c1"])
-                ),
-            ]
-        );
     }
 
     #[test]
