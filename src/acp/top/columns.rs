@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use super::model::{Row, SortKey};
+use super::row::{Row, SortKey};
 use crate::acp::status::{self, Cost};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

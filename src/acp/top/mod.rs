@@ -1,10 +1,10 @@
 //! `acp top`: a live view of every daemon whose socket is in the acp directory, one row per
 //! session, refreshed every interval.
 //!
-//! [`model`] holds what the daemons reported and the rates, sort and filter; [`columns`] and
-//! [`view`] draw it; [`poll`] asks the daemons; [`keys`] maps keys to commands; [`terminal`]
-//! owns raw mode and the alternate screen. The loop here waits on keys, snapshots and signals
-//! at once. Every way out restores the terminal: `q`, Esc and Ctrl-C (a key in raw mode), a
+//! [`model`] holds what the daemons reported and the rates, sort and filter; [`row`] is a
+//! session as a row and how rows compare; [`columns`] and [`view`] draw them; [`poll`] asks the
+//! daemons; [`keys`] maps keys to commands; [`terminal`] owns raw mode and the alternate screen.
+//! The loop here waits on keys, snapshots and signals at once. Every way out restores the terminal: `q`, Esc and Ctrl-C (a key in raw mode), a
 //! SIGINT, SIGTERM or SIGHUP from outside (the exit code is then 128 plus the signal's number,
 //! as a shell reports a killed program), an error, and a panic.
 
@@ -12,6 +12,7 @@ pub mod columns;
 pub mod keys;
 pub mod model;
 pub mod poll;
+pub mod row;
 pub mod terminal;
 pub mod view;
 

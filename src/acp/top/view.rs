@@ -12,7 +12,8 @@ use ratatui::widgets::{Cell, Paragraph, Row as TableRow, Table};
 use ratatui::Frame;
 
 use super::columns::{self, Align, COLUMNS};
-use super::model::{Row, Top};
+use super::model::Top;
+use super::row::Row;
 use crate::acp::status::{self, SessionState};
 
 /// What the view says about where it looks and how often.
