@@ -147,6 +147,28 @@ pub enum AcpCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Watch every running daemon live: one row per session, with its state, update rate and
+    /// cost (keys: s sort, f filter by container, q quit).
+    Top {
+        /// Seconds between refreshes (0.1 to 3600).
+        #[arg(long, value_name = "SECS", default_value = "1", value_parser = crate::acp::top::parse_interval)]
+        interval: std::time::Duration,
+    },
+}
+
+impl Cli {
+    /// Whether the command's own output is the point, so logs default to warnings only (the
+    /// demo's script; `acp top`, whose screen a log line would tear).
+    pub fn quiet_logs(&self) -> bool {
+        match &self.command {
+            Command::Demo(args) => !args.serve,
+            Command::Acp(AcpArgs {
+                command: Some(AcpCommand::Top { .. }),
+                ..
+            }) => true,
+            _ => false,
+        }
+    }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -183,6 +205,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", crate::acp::trace_view::render(&text)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Acp(AcpArgs {
+            command: Some(AcpCommand::Top { interval }),
+            ..
+        }) => tokio_runtime()?.block_on(crate::acp::top::run(crate::acp::top::Options {
+            acp_dir: endpoint::acp_dir(),
+            interval,
+        })),
         Command::Acp(args) => tokio_runtime()?.block_on(run_acp(args)),
         Command::Demo(args) => tokio_runtime()?.block_on(crate::demo::run(args)),
         Command::Agents(args) => {

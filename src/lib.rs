@@ -23,6 +23,9 @@
 //!     connections, sessions, agent processes, probes, counters and usage), and asking it.
 //!   - [`acp::trace`], [`acp::trace_view`]: wire traces of every frame of every hop, written
 //!     off the forwarding path with secrets redacted, and their rendering as a timeline.
+//!   - [`acp::top`]: `acp top`, a live terminal view of every daemon's sessions: the model
+//!     (rates, sort, filter), the rows and their columns, the drawing, the poller, the keys, and
+//!     the terminal that every exit restores.
 //! - [`image`]: the L0/L1 agent images: tags, package sources, Dockerfile templates, build
 //!   context, build.
 //! - [`container`]: hardened agent containers: `run`, `list`, `stop`, and each container's vault

@@ -6,8 +6,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = terok_executor::cli::Cli::parse();
-    let quiet = matches!(&cli.command, terok_executor::cli::Command::Demo(args) if !args.serve);
-    terok_executor::logging::init(quiet);
+    terok_executor::logging::init(cli.quiet_logs());
     match terok_executor::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

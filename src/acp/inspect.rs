@@ -10,30 +10,47 @@ use tokio::net::UnixStream;
 
 use super::status::{Status, STATUS_METHOD};
 
-/// How long a daemon may take to answer.
+/// How long a daemon may take to answer `acp status`.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a daemon gave no report. The messages leave the socket out: the caller names the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("it refused: {0}")]
+    Refused(String),
+    #[error("it closed the connection without answering")]
+    Closed,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("its report did not parse: {0}")]
+    BadReport(serde_json::Error),
+}
 
 /// The [`Status`] of the daemon listening on `socket`.
 pub async fn query(socket: &Path) -> anyhow::Result<Status> {
-    tokio::time::timeout(STATUS_TIMEOUT, ask(socket))
+    query_within(socket, STATUS_TIMEOUT)
         .await
-        .with_context(|| {
-            format!(
-                "no status from {} within {STATUS_TIMEOUT:?}",
-                socket.display()
-            )
-        })?
+        .with_context(|| format!("no status from the daemon on {}", socket.display()))
 }
 
-async fn ask(socket: &Path) -> anyhow::Result<Status> {
+/// The [`Status`] of the daemon listening on `socket`, if it answers within `timeout`.
+pub async fn query_within(socket: &Path, timeout: Duration) -> Result<Status, QueryError> {
+    tokio::time::timeout(timeout, ask(socket))
+        .await
+        .map_err(|_| QueryError::Timeout(timeout))?
+}
+
+async fn ask(socket: &Path) -> Result<Status, QueryError> {
     let stream = UnixStream::connect(socket)
         .await
-        .with_context(|| format!("cannot connect to {}", socket.display()))?;
+        .map_err(QueryError::Connect)?;
     let (read, mut write) = stream.into_split();
     let request = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": STATUS_METHOD});
-    let mut line = serde_json::to_vec(&request)?;
-    line.push(b'\n');
-    write.write_all(&line).await?;
+    write.write_all(format!("{request}\n").as_bytes()).await?;
     let mut lines = BufReader::new(read).lines();
     while let Some(line) = lines.next_line().await? {
         let Ok(mut answer) = serde_json::from_str::<serde_json::Value>(&line) else {
@@ -47,16 +64,13 @@ async fn ask(socket: &Path) -> anyhow::Result<Status> {
                 .get("message")
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or("unknown error");
-            anyhow::bail!("the daemon on {} refused: {message}", socket.display());
+            return Err(QueryError::Refused(message.to_owned()));
         }
         let result = answer
             .get_mut("result")
             .map(serde_json::Value::take)
             .unwrap_or_default();
-        return serde_json::from_value(result).context("the daemon's status did not parse");
+        return serde_json::from_value(result).map_err(QueryError::BadReport);
     }
-    anyhow::bail!(
-        "the daemon on {} closed without answering",
-        socket.display()
-    )
+    Err(QueryError::Closed)
 }

@@ -110,12 +110,11 @@ pub async fn list_podman(acp_dir: &Path) -> anyhow::Result<Vec<Entry>> {
     Ok(futures::future::join_all(checks).await)
 }
 
-/// Every endpoint socket in `acp_dir` (for the local runtime, whose "containers" are
-/// directories the daemon was started on).
-pub async fn list_sockets(acp_dir: &Path) -> anyhow::Result<Vec<Entry>> {
-    let mut entries = Vec::new();
+/// The endpoints whose socket file is in `acp_dir`, in name order, without connecting to them
+/// (names that are not valid endpoint names are left out).
+pub fn socket_endpoints(acp_dir: &Path) -> Vec<Endpoint> {
     let Ok(dir) = std::fs::read_dir(acp_dir) else {
-        return Ok(entries);
+        return Vec::new();
     };
     let mut names: Vec<String> = dir
         .flatten()
@@ -127,17 +126,24 @@ pub async fn list_sockets(acp_dir: &Path) -> anyhow::Result<Vec<Entry>> {
         })
         .collect();
     names.sort();
-    for name in names {
-        let Ok(endpoint) = Endpoint::in_dir(acp_dir, &name) else {
-            continue;
-        };
+    names
+        .iter()
+        .filter_map(|name| Endpoint::in_dir(acp_dir, name).ok())
+        .collect()
+}
+
+/// Every endpoint socket in `acp_dir` (for the local runtime, whose "containers" are
+/// directories the daemon was started on).
+pub async fn list_sockets(acp_dir: &Path) -> anyhow::Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    for endpoint in socket_endpoints(acp_dir) {
         match active(&endpoint).await {
             (Some(entry), _) => entries.push(entry),
             (None, note) => entries.push(Entry {
-                name,
+                socket: endpoint.socket.display().to_string(),
+                name: endpoint.name,
                 status: Status::Unsupported,
                 agent: None,
-                socket: endpoint.socket.display().to_string(),
                 note,
             }),
         }

@@ -24,6 +24,7 @@ pub mod server;
 pub mod session_defaults;
 pub mod sessions;
 pub mod status;
+pub mod top;
 pub mod trace;
 pub mod trace_view;
 pub mod transcript;

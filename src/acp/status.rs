@@ -221,14 +221,19 @@ pub fn usage_per_agent(sessions: &[Session]) -> Vec<AgentUsage> {
         total.output_tokens += usage.output_tokens;
         total.total_tokens += usage.total_tokens;
         if let Some(cost) = &usage.cost {
-            match total.cost.iter_mut().find(|c| c.currency == cost.currency) {
-                Some(sum) => sum.amount += cost.amount,
-                None => total.cost.push(cost.clone()),
-            }
+            add_cost(&mut total.cost, cost);
         }
     }
     totals.sort_by(|a, b| a.agent.cmp(&b.agent));
     totals
+}
+
+/// Adds `cost` to the sum of its currency in `sums`, a currency's first cost opening its sum.
+pub fn add_cost(sums: &mut Vec<Cost>, cost: &Cost) {
+    match sums.iter_mut().find(|c| c.currency == cost.currency) {
+        Some(sum) => sum.amount += cost.amount,
+        None => sums.push(cost.clone()),
+    }
 }
 
 /// A duration in seconds as people read it: `42s`, `3m05s`, `2h07m`.
