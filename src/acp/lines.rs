@@ -36,17 +36,24 @@ pub struct LineReader<R> {
     /// Set while skipping the rest of an overlong line; counts what was skipped.
     skipping: Option<usize>,
     eof: bool,
+    /// How much room a read is given: it starts small (an idle client costs little) and
+    /// doubles, up to [`READ_CHUNK`], each time a read fills all the room it had.
+    chunk: usize,
 }
+
+/// The room of a reader's first reads.
+const FIRST_CHUNK: usize = 4 * 1024;
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
     pub fn new(reader: R, max: usize) -> Self {
         LineReader {
             reader,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
             scanned: 0,
             max,
             skipping: None,
             eof: false,
+            chunk: FIRST_CHUNK,
         }
     }
 
@@ -101,12 +108,16 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         if self.eof {
             return Ok(false);
         }
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
+        if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+            self.buf.reserve(self.chunk);
         }
+        let room = self.buf.capacity() - self.buf.len();
         let n = self.reader.read_buf(&mut self.buf).await?;
         if n == 0 {
             self.eof = true;
+        }
+        if n == room && self.chunk < READ_CHUNK {
+            self.chunk *= 2;
         }
         Ok(n > 0)
     }
@@ -155,6 +166,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             max,
             skipping: None,
             eof: false,
+            chunk: FIRST_CHUNK,
         }
     }
 
@@ -170,6 +182,36 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_quiet_peer_gets_little_room_and_a_busy_one_the_full_chunk() {
+        let (mut tx, rx) = tokio::io::duplex(1 << 20);
+        let mut reader = LineReader::new(rx, 1 << 20);
+        tokio::io::AsyncWriteExt::write_all(&mut tx, b"{\"small\":1}\n")
+            .await
+            .unwrap();
+        assert!(matches!(
+            reader.next_line().await.unwrap(),
+            Some(Line::Frame(_))
+        ));
+        assert!(
+            reader.buf.capacity() <= FIRST_CHUNK,
+            "{}",
+            reader.buf.capacity()
+        );
+        let burst = b"0123456789abcdef\n".repeat(16 * 1024);
+        tokio::io::AsyncWriteExt::write_all(&mut tx, &burst)
+            .await
+            .unwrap();
+        drop(tx);
+        let mut lines = 0;
+        while let Some(line) = reader.next_line().await.unwrap() {
+            assert!(matches!(line, Line::Frame(ref l) if l.len() == 16));
+            lines += 1;
+        }
+        assert_eq!(lines, 16 * 1024);
+        assert_eq!(reader.chunk, READ_CHUNK);
+    }
 
     async fn all_lines(input: &[u8], max: usize) -> Vec<Line> {
         let mut reader = LineReader::new(input, max);

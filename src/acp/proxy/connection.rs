@@ -158,7 +158,8 @@ impl Hub {
             conn,
             Conn {
                 outbox,
-                buf: BytesMut::with_capacity(64 * 1024),
+                // Grown by what is written: an idle connection keeps little.
+                buf: BytesMut::new(),
                 client_init: None,
                 catalog: None,
                 deferred: 0,
