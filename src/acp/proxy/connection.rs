@@ -148,7 +148,7 @@ async fn read_loop(
             break;
         }
     }
-    tracing::info!("client disconnected");
+    tracing::debug!("connection ended");
     let _ = hub.events.send(Event::Disconnected { conn }).await;
 }
 
@@ -176,6 +176,12 @@ impl Hub {
         let Some(mut gone) = self.conns.remove(&conn) else {
             return;
         };
+        // A client is worth a line; a bare query (`acp status`, `acp top`) is not.
+        if gone.client_init.is_some() {
+            tracing::info!(conn, "client disconnected");
+        } else {
+            tracing::debug!(conn, "connection closed");
+        }
         gone.flush();
         let held: Vec<Arc<str>> = self
             .sessions
