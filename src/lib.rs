@@ -16,6 +16,11 @@
 //!     session map and transcripts a restarted daemon reopens sessions from.
 //!   - [`acp::server`], [`acp::daemon`]: state shared by a daemon's connections; the socket
 //!     lifecycle around them.
+//!   - [`acp::outbox`]: per-peer writers that never block the hub (a client's socket written
+//!     directly while nothing is queued).
+//!   - [`acp::paths`]: host and container paths, translated both ways.
+//!   - [`acp::endpoint`], [`acp::listing`], [`acp::bridge`]: where a container's daemon listens,
+//!     `acp list`, and `acp connect`'s bridge from an editor's stdio.
 //!   - [`acp::vault_login`]: the editor's login through the host's vault, as ACP terminal auth.
 //!   - [`acp::session_defaults`]: the `_meta` defaults (a task's instructions and sub-agents)
 //!     the daemon adds to the sessions it opens at an agent.
