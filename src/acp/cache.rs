@@ -308,12 +308,28 @@ impl ProbeCache {
 
     /// Remembers a failure known from elsewhere (a persisted cache), unless the key is settled:
     /// requests get it at once while the first probe retries in the background.
+    /// A first probe already in flight becomes the retry of that failure: requests get the
+    /// failure at once instead of waiting for it.
     pub fn seed_failure(&self, key: CacheKey, error: ProbeError) {
-        self.inner.slots.entry(key).or_insert(Slot::Failed {
-            error,
-            retry_at: Instant::now(),
-            backoff: BACKOFF_START,
-        });
+        use dashmap::mapref::entry::Entry;
+        match self.inner.slots.entry(key) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(Slot::Failed {
+                    error,
+                    retry_at: Instant::now(),
+                    backoff: BACKOFF_START,
+                });
+            }
+            Entry::Occupied(mut occupied) => {
+                if let Slot::InFlight {
+                    previous: previous @ None,
+                    ..
+                } = occupied.get_mut()
+                {
+                    *previous = Some(error);
+                }
+            }
+        }
     }
 
     /// Every agent of `identity` whose last probe asked for a login, for persisting.
@@ -457,6 +473,43 @@ mod tests {
         for _ in 0..8 {
             tokio::task::yield_now().await;
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_seeded_failure_answers_at_once_even_after_a_first_probe_started() {
+        let cache = Arc::new(ProbeCache::new());
+        let slow = || {
+            async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok(fake_probe("s"))
+            }
+            .boxed()
+        };
+        let early = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get_or_probe(key("s"), WAIT * 10, slow).await })
+        };
+        settle_tasks().await;
+        assert!(cache.in_flight(&key("s")));
+        let locked = ProbeError::AuthRequired {
+            message: "log in".into(),
+            auth_methods: serde_json::json!([]),
+        };
+        cache.seed_failure(key("s"), locked);
+        let started = tokio::time::Instant::now();
+        let answer = cache
+            .get_or_probe(key("s"), WAIT * 10, || async { unreachable!() }.boxed())
+            .await;
+        assert!(
+            matches!(answer, Err(ProbeError::AuthRequired { .. })),
+            "{answer:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::ZERO, "no wait for the flight");
+        assert!(
+            early.await.unwrap().is_ok(),
+            "the flight still lands for the request that started it"
+        );
+        assert!(cache.get(&key("s")).is_some(), "and its answer is kept");
     }
 
     #[tokio::test(start_paused = true)]
