@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::method::Method;
+use super::shape::Shapes;
 
 /// Byte range of a JSON value inside its frame.
 pub type Span = Range<usize>;
@@ -226,6 +227,32 @@ impl Frame {
         Frame::check_object(&raw)?;
         let parts = match super::scan::scan(&raw) {
             Some(env) => Parts::from_scan(&raw, env),
+            None => Parts::from_serde(&raw)?,
+        };
+        Frame::from_parts(raw, parts)
+    }
+
+    /// [`Frame::parse`] for a stream's lines: a text chunk shaped like one `shapes` has seen
+    /// is read from its shape (its session id and text checked, the rest compared byte for
+    /// byte); any other line is parsed as by [`Frame::parse`] and, when it is a text chunk,
+    /// teaches `shapes` its shape.
+    pub fn parse_shaped(raw: Bytes, shapes: &mut Shapes) -> Result<Frame, FrameError> {
+        if let Some(env) = shapes.find(&raw) {
+            return Ok(Frame {
+                kind: FrameKind::Notification,
+                id: None,
+                method: Some(Method::SessionUpdate),
+                session_id: env.session_id,
+                chunk: env.chunk,
+                raw,
+            });
+        }
+        Frame::check_object(&raw)?;
+        let parts = match super::scan::scan(&raw) {
+            Some(env) => {
+                shapes.learn(&raw, &env);
+                Parts::from_scan(&raw, env)
+            }
             None => Parts::from_serde(&raw)?,
         };
         Frame::from_parts(raw, parts)

@@ -39,6 +39,10 @@ pub struct LineReader<R> {
     /// How much room a read is given: it starts small (an idle client costs little) and
     /// doubles, up to [`READ_CHUNK`], each time a read fills all the room it had.
     chunk: usize,
+    /// Whether lines have been handed out of the current allocation. The next read then goes
+    /// to a fresh one: the lines handed out share the old one's reference count, which the
+    /// thread that drops them would otherwise contend for with this reader's next lines.
+    handed_out: bool,
 }
 
 /// The room of a reader's first reads.
@@ -54,6 +58,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             skipping: None,
             eof: false,
             chunk: FIRST_CHUNK,
+            handed_out: false,
         }
     }
 
@@ -71,6 +76,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 (Some(pos), None) => {
                     let mut line = self.buf.split_to(pos + 1);
                     self.scanned = 0;
+                    self.handed_out = true;
                     line.truncate(pos);
                     if line.last() == Some(&b'\r') {
                         line.truncate(pos - 1);
@@ -108,7 +114,13 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         if self.eof {
             return Ok(false);
         }
-        if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+        if self.handed_out {
+            // What is left is at most a partial line: it moves to a fresh allocation.
+            let mut fresh = BytesMut::with_capacity(self.buf.len() + self.chunk);
+            fresh.extend_from_slice(&self.buf);
+            self.buf = fresh;
+            self.handed_out = false;
+        } else if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
             self.buf.reserve(self.chunk);
         }
         let room = self.buf.capacity() - self.buf.len();
@@ -167,6 +179,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             skipping: None,
             eof: false,
             chunk: FIRST_CHUNK,
+            handed_out: false,
         }
     }
 

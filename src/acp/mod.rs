@@ -23,6 +23,7 @@ pub mod scan;
 pub mod server;
 pub mod session_defaults;
 pub mod sessions;
+pub mod shape;
 pub mod status;
 pub mod top;
 pub mod trace;

@@ -459,15 +459,17 @@ impl Hub {
         let exit = control.exit_watch();
         backend.control = Some(control);
         backend.started = Some(std::time::Instant::now());
-        self.server.tracker.spawn(super::pump::pump(
-            slot,
+        super::pump::spawn(
             stdout,
-            self.events.clone(),
-            backend.consumers.clone(),
-            self.server.clone(),
-            backend.agent.clone(),
-            exit,
-        ));
+            super::pump::PumpContext {
+                slot,
+                events: self.events.clone(),
+                consumers: backend.consumers.clone(),
+                server: self.server.clone(),
+                agent: backend.agent.clone(),
+                exit,
+            },
+        );
         true
     }
 
