@@ -247,6 +247,17 @@ async fn many_sessions_on_one_connection_share_one_backend_per_agent() {
 
 #[tokio::test]
 async fn interleaved_streams_of_two_sessions_stay_apart() {
+    interleave_two_streams(32, 8).await;
+}
+
+#[tokio::test]
+async fn long_updates_sent_as_slices_interleave_intact_with_short_ones() {
+    // Updates past 2 KiB leave as slices of where they were read; short ones are copied into
+    // the same connection's batch between them.
+    interleave_two_streams(5000, 8).await;
+}
+
+async fn interleave_two_streams(long: usize, short: usize) {
     let agents = two_agents();
     let proxy = Proxy::start(&agents).await;
     let mut client = proxy.connect().await;
@@ -257,13 +268,13 @@ async fn interleaved_streams_of_two_sessions_stay_apart() {
     let pa = client
         .request(
             "session/prompt",
-            json!({"sessionId": a, "prompt": [{"type": "text", "text": "stream 500 32"}]}),
+            json!({"sessionId": a, "prompt": [{"type": "text", "text": format!("stream 500 {long}")}]}),
         )
         .await;
     let pb = client
         .request(
             "session/prompt",
-            json!({"sessionId": b, "prompt": [{"type": "text", "text": "stream 300 8"}]}),
+            json!({"sessionId": b, "prompt": [{"type": "text", "text": format!("stream 300 {short}")}]}),
         )
         .await;
     let (mut na, mut nb, mut done) = (0, 0, 0);
@@ -275,11 +286,11 @@ async fn interleaved_streams_of_two_sessions_stay_apart() {
                 .unwrap_or("");
             match v["params"]["sessionId"].as_str() {
                 Some(s) if s == a => {
-                    assert_eq!(text.len(), 32);
+                    assert_eq!(text.len(), long);
                     na += 1
                 }
                 Some(s) if s == b => {
-                    assert_eq!(text.len(), 8);
+                    assert_eq!(text.len(), short);
                     nb += 1
                 }
                 other => panic!("update for an unexpected session {other:?}"),

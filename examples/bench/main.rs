@@ -44,7 +44,7 @@ struct Plan {
 const FULL: Plan = Plan {
     prompts: 4,
     small: 250_000,
-    large: 10_000,
+    large: 40_000,
     round_trips: 5_000,
     first_updates: 500,
     warm_news: 500,
@@ -360,8 +360,20 @@ fn main() -> anyhow::Result<()> {
         "≤ 0.3 µs",
     );
     let hwm = daemon.memory("VmHWM")? as f64 / (1 << 20) as f64;
+    // What the sessions the load phases opened keep: their transcripts, from the daemon's own
+    // report (sessions belong to the daemon, so they stay after their clients leave).
+    let status = Client::connect(&daemon.socket)?.call("_terok/status", serde_json::json!({}))?;
+    let sessions = status["sessions"].as_array().cloned().unwrap_or_default();
+    let transcripts: u64 = sessions
+        .iter()
+        .filter_map(|s| s["transcriptBytes"].as_u64())
+        .sum();
     report.single(
-        "proxy peak RSS under load",
+        &format!(
+            "proxy peak RSS under load ({} sessions kept, their transcripts {:.1} MiB)",
+            sessions.len(),
+            transcripts as f64 / (1 << 20) as f64
+        ),
         format!("{hwm:.1} MiB"),
         hwm <= 16.0,
         "≤ 16 MiB",

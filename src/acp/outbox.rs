@@ -102,6 +102,41 @@ impl Outbox {
         true
     }
 
+    /// [`Outbox::send`] for a batch in pieces (slices of frames as they were read, and what
+    /// is spliced between them): written with `writev` at once when nothing is queued, the
+    /// rest queued in order. Returns `false` when the peer's writer is gone.
+    pub fn send_all(&self, mut pieces: Vec<Bytes>) -> bool {
+        pieces.retain(|p| !p.is_empty());
+        let mut first = 0;
+        if let Some(socket) = &self.direct {
+            if self.level.queued.load(Ordering::Acquire) == 0 && !self.is_closed() {
+                let slices: Vec<std::io::IoSlice<'_>> = pieces
+                    .iter()
+                    .take(MAX_SLICES)
+                    .map(|p| std::io::IoSlice::new(p))
+                    .collect();
+                match socket.try_write_vectored(&slices) {
+                    Ok(n) => advance(&mut pieces, &mut first, n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        self.level.closed.store(true, Ordering::Relaxed);
+                        self.level.drained.notify_waiters();
+                        return false;
+                    }
+                }
+            }
+        }
+        for piece in pieces.drain(first..) {
+            let len = piece.len();
+            self.level.queued.fetch_add(len, Ordering::Relaxed);
+            if self.tx.send(piece).is_err() {
+                self.level.queued.fetch_sub(len, Ordering::Relaxed);
+                return false;
+            }
+        }
+        true
+    }
+
     /// Bytes queued and not yet written.
     pub fn queued(&self) -> usize {
         self.level.queued.load(Ordering::Relaxed)
@@ -222,27 +257,35 @@ async fn write_vectored_all(
         socket.writable().await?;
         let slices: Vec<std::io::IoSlice<'_>> = batch[first..]
             .iter()
-            .take(64)
+            .take(MAX_SLICES)
             .map(|b| std::io::IoSlice::new(b))
             .collect();
-        let mut written = match socket.try_write_vectored(&slices) {
-            Ok(n) => n,
+        match socket.try_write_vectored(&slices) {
+            Ok(n) => advance(batch, &mut first, n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
-        };
-        while written > 0 && first < batch.len() {
-            let len = batch[first].len();
-            if written >= len {
-                written -= len;
-                first += 1;
-            } else {
-                batch[first] = batch[first].slice(written..);
-                written = 0;
-            }
         }
     }
     batch.clear();
     Ok(())
+}
+
+/// Buffers handed to one `writev`.
+const MAX_SLICES: usize = 64;
+
+/// Takes `written` bytes off the front of `batch[*first..]`: whole buffers by moving `first`
+/// past them, the last one partly by slicing it.
+fn advance(batch: &mut [Bytes], first: &mut usize, mut written: usize) {
+    while written > 0 && *first < batch.len() {
+        let len = batch[*first].len();
+        if written >= len {
+            written -= len;
+            *first += 1;
+        } else {
+            batch[*first] = batch[*first].slice(written..);
+            written = 0;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -263,6 +306,47 @@ mod tests {
         b.read_to_string(&mut all).await.unwrap();
         let expected: String = (0..100).map(|i| format!("{i}\n")).collect();
         assert_eq!(all, expected);
+    }
+
+    #[tokio::test]
+    async fn pieces_and_batches_arrive_in_order_through_a_full_socket() {
+        let (a, mut b) = tokio::net::UnixStream::pair().unwrap();
+        let (_read, write) = a.into_split();
+        let tracker = TaskTracker::new();
+        let outbox = Outbox::spawn_socket(write, &tracker, "test".into());
+        let mut expected = Vec::new();
+        // Far more than the socket holds, so that writes are partial and the rest queues.
+        for i in 0..400usize {
+            if i % 3 == 0 {
+                let batch = Bytes::from(format!("batch {i}\n"));
+                expected.extend_from_slice(&batch);
+                assert!(outbox.send(batch));
+            } else {
+                let big = Bytes::from(vec![b'a' + (i % 26) as u8; 1000 + i * 37]);
+                let pieces = vec![
+                    big.slice(..100),
+                    Bytes::from(format!("<{i}>")),
+                    Bytes::new(),
+                    big.slice(100..),
+                    Bytes::from_static(b"\n"),
+                ];
+                for piece in &pieces {
+                    expected.extend_from_slice(piece);
+                }
+                assert!(outbox.send_all(pieces));
+            }
+        }
+        drop(outbox);
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            b.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        tracker.close();
+        tracker.wait().await;
+        let all = reader.await.unwrap();
+        assert_eq!(all.len(), expected.len());
+        assert!(all == expected, "bytes arrived out of order");
     }
 
     #[tokio::test]

@@ -162,7 +162,7 @@ fn control_flags(w: u64) -> u64 {
 /// How far the word-at-a-time search goes before handing over to `memchr`: keys, methods,
 /// ids and session ids end within it, so most strings of an envelope never pay `memchr`'s
 /// setup.
-const SHORT: usize = 32;
+const SHORT: usize = 64;
 
 /// The first byte in `bytes` that ends a run of plain string content: a quote, a backslash or
 /// a control character. The first [`SHORT`] bytes are checked eight at a time for all three

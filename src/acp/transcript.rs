@@ -29,6 +29,9 @@ const TAIL_BYTES: usize = 128 * 1024;
 /// ...or this many frames (a fold is a short pause of the hub: keep it short).
 const TAIL_FRAMES: usize = 1024;
 
+/// A text chunk this long is appended to its entry as it arrives rather than through the tail.
+const DIRECT_TEXT_BYTES: usize = 1024;
+
 /// The few fields of a raw `session/update` frame that folding a text chunk needs, borrowed:
 /// most frames of a stream are text chunks, appended without building a JSON tree.
 #[derive(Deserialize)]
@@ -176,6 +179,23 @@ impl Transcript {
     }
 
     fn record(&mut self, frame: &[u8], chunk: Option<Chunk>) {
+        // A long text chunk continuing the last entry, with nothing waiting before it, is
+        // appended at once: one copy of its text instead of three (into the tail, into the
+        // fold's run, into the entry). Short ones go through the tail, where a run of them
+        // costs one lookup of the entry.
+        if let Some((kind, text)) = chunk
+            .as_ref()
+            .filter(|(_, text)| self.tail_ends.is_empty() && text.len() >= DIRECT_TEXT_BYTES)
+        {
+            if let (Some(kind), Some(text)) = (
+                scanned_str(&frame[kind.clone()]),
+                scanned_str(&frame[text.clone()]),
+            ) {
+                if self.append_text(&kind, &text).is_some() {
+                    return;
+                }
+            }
+        }
         self.tail.extend_from_slice(frame);
         self.tail_ends.push((self.tail.len(), chunk));
         if self.tail.len() >= TAIL_BYTES || self.tail_ends.len() >= TAIL_FRAMES {
@@ -535,7 +555,7 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        for budget in [1024, 1500, 4096] {
+        for budget in [1024, 1500, 4096, 65536] {
             let mut serde_path = Transcript::new(budget);
             let mut scanned = Transcript::new(budget);
             for i in 0..3000 {
@@ -545,6 +565,11 @@ mod tests {
                     }
                     1 => chunk("agent_thought_chunk", "thinking é "),
                     2 => json!({"sessionUpdate": "plan", "entries": []}),
+                    // Long enough to be appended as it arrives when nothing waits before it.
+                    3 => chunk(
+                        "agent_message_chunk",
+                        &"long ☃ ".repeat((next() % 300) as usize),
+                    ),
                     _ => chunk("agent_message_chunk", &"ab☃".repeat((next() % 40) as usize)),
                 };
                 let line = raw(update);
@@ -553,6 +578,11 @@ mod tests {
                 if next() % 500 == 0 {
                     serde_path.record_turn_end("end_turn");
                     scanned.record_turn_end("end_turn");
+                }
+                if next() % 40 == 0 {
+                    // A reader folds the tail: the next long chunk finds it empty.
+                    serde_path.fold();
+                    scanned.fold();
                 }
             }
             assert_eq!(

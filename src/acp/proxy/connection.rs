@@ -11,13 +11,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
 use tokio::net::UnixStream;
 use tracing::Instrument;
 
 use super::session::SessionState;
 use super::{cancel_agent_request, ConnId, Event, Hub, HubHandle};
+use crate::acp::frame::{Frame, Span};
 use crate::acp::lines::LineReader;
 use crate::acp::outbox::{Gauge, Outbox};
 use crate::acp::picker::Catalog;
@@ -29,6 +30,11 @@ pub(super) struct Conn {
     outbox: Outbox,
     /// Frames for the client, sent as one batch when the current event is handled.
     pub buf: BytesMut,
+    /// What goes before `buf` in this batch: long agent frames as slices of where they were
+    /// read (sent with `writev`, not copied), and the parts of `buf` written before them.
+    pieces: Vec<Bytes>,
+    /// The frames `pieces` hold.
+    piece_frames: u64,
     /// The client's own `initialize` params, replayed to the agents it binds.
     pub client_init: Option<Value>,
     /// The latest catalog this connection has seen (for auth methods and live updates).
@@ -49,15 +55,77 @@ pub struct Peer {
     pub pid: Option<i32>,
 }
 
+/// An agent frame at least this long goes to its client as slices of where it was read.
+const SLICED_FRAME_BYTES: usize = 2048;
+
+/// What one flush sent to a client.
+pub(super) struct Sent {
+    pub frames: u64,
+    pub bytes: usize,
+    /// The whole batch, when it was asked for (for the wire trace).
+    pub batch: Option<Bytes>,
+}
+
 impl Conn {
-    /// Sends the frames written during this event; returns them.
-    pub fn flush(&mut self) -> Option<bytes::Bytes> {
-        if self.buf.is_empty() {
-            return None;
+    /// Writes an agent's frame with the session id at `span` replaced by `literal`. A long
+    /// frame is not copied: its slices are sent as they are.
+    pub fn write_with_session(&mut self, frame: &Frame, span: Span, literal: &Bytes) {
+        let raw = frame.raw();
+        if raw.len() < SLICED_FRAME_BYTES {
+            frame.write_spliced(&mut [(span, &literal[..])], &mut self.buf);
+            return;
         }
-        let batch = self.buf.split().freeze();
-        self.outbox.send(batch.clone());
-        Some(batch)
+        self.seal_buf();
+        self.pieces.extend([
+            raw.slice(..span.start),
+            literal.clone(),
+            raw.slice(span.end..),
+            Bytes::from_static(b"\n"),
+        ]);
+        self.piece_frames += 1;
+    }
+
+    /// Moves what `buf` holds to the pieces, in order.
+    fn seal_buf(&mut self) {
+        if !self.buf.is_empty() {
+            let part = self.buf.split().freeze();
+            self.piece_frames += memchr::memchr_iter(b'\n', &part).count() as u64;
+            self.pieces.push(part);
+        }
+    }
+
+    /// Sends the frames written during this event: how many, how many bytes, and with
+    /// `whole`, the batch itself.
+    pub fn flush(&mut self, whole: bool) -> Option<Sent> {
+        if self.pieces.is_empty() {
+            if self.buf.is_empty() {
+                return None;
+            }
+            let batch = self.buf.split().freeze();
+            self.outbox.send(batch.clone());
+            return Some(Sent {
+                frames: memchr::memchr_iter(b'\n', &batch).count() as u64,
+                bytes: batch.len(),
+                batch: whole.then_some(batch),
+            });
+        }
+        self.seal_buf();
+        let pieces = std::mem::take(&mut self.pieces);
+        let frames = std::mem::take(&mut self.piece_frames);
+        let bytes = pieces.iter().map(Bytes::len).sum();
+        let batch = whole.then(|| {
+            let mut batch = BytesMut::with_capacity(bytes);
+            for piece in &pieces {
+                batch.extend_from_slice(piece);
+            }
+            batch.freeze()
+        });
+        self.outbox.send_all(pieces);
+        Some(Sent {
+            frames,
+            bytes,
+            batch,
+        })
     }
 
     pub fn gauge(&self) -> Gauge {
@@ -160,6 +228,8 @@ impl Hub {
                 outbox,
                 // Grown by what is written: an idle connection keeps little.
                 buf: BytesMut::new(),
+                pieces: Vec::new(),
+                piece_frames: 0,
                 client_init: None,
                 catalog: None,
                 deferred: 0,
@@ -182,7 +252,7 @@ impl Hub {
         } else {
             tracing::debug!(conn, "connection closed");
         }
-        gone.flush();
+        gone.flush(false);
         let held: Vec<Arc<str>> = self
             .sessions
             .values()

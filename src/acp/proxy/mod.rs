@@ -412,10 +412,16 @@ impl Hub {
             }
         };
         for (id, conn) in self.conns.iter_mut() {
-            if let Some(batch) = conn.flush() {
-                let frames = count_lines(&mut counters.daemon_to_client, &batch);
-                if traced {
-                    keep(Hop::DaemonToClient, TracePeer::Conn(*id), batch, frames);
+            if let Some(sent) = conn.flush(traced) {
+                counters.daemon_to_client.frames += sent.frames;
+                counters.daemon_to_client.bytes += sent.bytes as u64;
+                if let Some(batch) = sent.batch {
+                    keep(
+                        Hop::DaemonToClient,
+                        TracePeer::Conn(*id),
+                        batch,
+                        sent.frames,
+                    );
                 }
             }
         }

@@ -413,7 +413,7 @@ impl Hub {
             && frame.contains_with(&MODE_UPDATE);
         if let Some(conn) = session.holder.and_then(|c| self.conns.get_mut(&c)) {
             if let Some(span) = frame.session_id_span() {
-                frame.write_spliced(&mut [(span, &literal[..])], &mut conn.buf);
+                conn.write_with_session(&frame, span, &literal);
             }
         }
         if mode_changed {
