@@ -137,7 +137,9 @@ pub fn plain_ascii_run(bytes: &[u8]) -> usize {
     for block in bytes.chunks_exact(32) {
         let mut odd = false;
         for &b in block {
-            odd |= !(0x20..0x80).contains(&b) | (b == b'"') | (b == b'\\');
+            // As a signed byte, everything from 0x80 up is negative: one compare finds both
+            // control characters and bytes that are not ASCII.
+            odd |= ((b as i8) < 0x20) | (b == b'"') | (b == b'\\');
         }
         if odd {
             break;
@@ -145,6 +147,11 @@ pub fn plain_ascii_run(bytes: &[u8]) -> usize {
         run += 32;
     }
     run
+}
+
+/// Whether `bytes` are UTF-8: ASCII, the common case, checked a word at a time first.
+pub fn utf8(bytes: &[u8]) -> bool {
+    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
 }
 
 /// Flags (the high bit of each byte) the bytes of `w` equal to `c`. A flag above the lowest

@@ -111,8 +111,9 @@ impl Shape {
         }
         // The fixed parts were UTF-8 in the learned line (they end at quotes, so they are on
         // their own); the two strings are new.
-        std::str::from_utf8(&line[sid_start..sid_end]).ok()?;
-        std::str::from_utf8(&line[plain..text_end]).ok()?;
+        if !scan::utf8(&line[sid_start..sid_end]) || !scan::utf8(&line[plain..text_end]) {
+            return None;
+        }
         // A span of the fixed parts moves by how much longer the strings before it got.
         let moved = |span: &Range<usize>| {
             let to = |at: usize| {
