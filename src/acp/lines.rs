@@ -39,11 +39,18 @@ pub struct LineReader<R> {
     /// How much room a read is given: it starts small (an idle client costs little) and
     /// doubles, up to [`READ_CHUNK`], each time a read fills all the room it had.
     chunk: usize,
-    /// Whether lines have been handed out of the current allocation. The next read then goes
-    /// to a fresh one: the lines handed out share the old one's reference count, which the
-    /// thread that drops them would otherwise contend for with this reader's next lines.
+    /// Whether lines have been handed out of the current allocation. After a large read the
+    /// next read then goes to a fresh one: the lines handed out share the old one's reference
+    /// count, which the thread that drops them would otherwise contend for with this reader's
+    /// next lines. (After a small read the room left is reused: a fresh allocation would cost
+    /// more than the little sharing.)
     handed_out: bool,
+    /// How many bytes the latest read brought.
+    last_read: usize,
 }
+
+/// A read at least this large is followed by a fresh allocation (see `handed_out`).
+const LARGE_READ: usize = 16 * 1024;
 
 /// The room of a reader's first reads.
 const FIRST_CHUNK: usize = 4 * 1024;
@@ -59,6 +66,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             eof: false,
             chunk: FIRST_CHUNK,
             handed_out: false,
+            last_read: 0,
         }
     }
 
@@ -114,7 +122,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         if self.eof {
             return Ok(false);
         }
-        if self.handed_out {
+        if self.handed_out && self.last_read >= LARGE_READ {
             // What is left is at most a partial line: it moves to a fresh allocation.
             let mut fresh = BytesMut::with_capacity(self.buf.len() + self.chunk);
             fresh.extend_from_slice(&self.buf);
@@ -125,6 +133,8 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
         let room = self.buf.capacity() - self.buf.len();
         let n = self.reader.read_buf(&mut self.buf).await?;
+        self.last_read = n;
+        self.handed_out = false;
         if n == 0 {
             self.eof = true;
         }
@@ -180,6 +190,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             eof: false,
             chunk: FIRST_CHUNK,
             handed_out: false,
+            last_read: 0,
         }
     }
 

@@ -1,15 +1,16 @@
 //! An agent's stdout, read into batches of frames for the hub.
 //!
-//! Splitting and envelope parsing run here, on a thread of their own ([`pump_thread`]) shared
-//! by every agent's pump, so that they overlap with the hub's work instead of queueing behind
-//! it on the same worker (the runtime would otherwise run a woken hub on the pump's own
-//! worker). Before each read the pump waits until every client the agent streams to has room
-//! in its outbox, so a client that reads slowly throttles the agent through its pipe instead of
-//! piling frames up in memory. When the output ends, the pump says how the process ended, and
-//! whether its container went with it (that part runs on the daemon's runtime, which owns the
-//! container engine's client).
+//! Each agent's pump is a task beside the hub. Splitting and envelope parsing run in it, or,
+//! for a large read while nobody else uses it, on the parser thread ([`Parser`]): the runtime
+//! would run a hub woken by the pump on the pump's own worker, after the pump, so a stream's
+//! parsing and the hub's handling of the batch before it would take turns on one core. On the
+//! parser thread they overlap. A small read (an answer, a few updates) is parsed in place: a
+//! hop to another thread would cost it more than the parsing. Before each read the pump waits
+//! until every client the agent streams to has room in its outbox, so a client that reads
+//! slowly throttles the agent through its pipe instead of piling frames up in memory. When the
+//! output ends, the pump says how the process ended, and whether its container went with it.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -36,6 +37,76 @@ pub(super) enum BackendEvent {
     },
 }
 
+/// A read of at least this many lines is parsed on the parser thread when it is free.
+const OFFLOAD_LINES: usize = 64;
+
+/// A job for the parser thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The parser thread: one for the process, started on first use, parsing one large read at a
+/// time for whichever pump hands it one while it is free.
+struct Parser {
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+    busy: AtomicBool,
+}
+
+impl Parser {
+    /// The process's parser thread; `None` when it cannot be started (reads are then parsed
+    /// in place).
+    fn get() -> Option<&'static Parser> {
+        static PARSER: OnceLock<Option<Parser>> = OnceLock::new();
+        PARSER
+            .get_or_init(|| {
+                let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+                std::thread::Builder::new()
+                    .name("terok-parser".into())
+                    .spawn(move || {
+                        for job in queue {
+                            job();
+                        }
+                    })
+                    .map_err(|e| tracing::warn!("no parser thread: {e}"))
+                    .ok()?;
+                Some(Parser {
+                    jobs: Mutex::new(jobs),
+                    busy: AtomicBool::new(false),
+                })
+            })
+            .as_ref()
+    }
+
+    /// Runs `job` on the parser thread when it is free; gives the job back when it is not.
+    fn try_run<F: FnOnce() + Send + 'static>(&'static self, job: F) -> Result<(), F> {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return Err(job);
+        }
+        let Ok(jobs) = self.jobs.lock() else {
+            self.busy.store(false, Ordering::Release);
+            return Err(job);
+        };
+        // The job holds itself in an `Option` so that it can be given back if the thread
+        // is gone.
+        let slot = Arc::new(Mutex::new(Some(job)));
+        let run = slot.clone();
+        let sent = jobs.send(Box::new(move || {
+            let job = run.lock().ok().and_then(|mut j| j.take());
+            if let Some(job) = job {
+                job();
+            }
+            self.busy.store(false, Ordering::Release);
+        }));
+        drop(jobs);
+        match sent {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                self.busy.store(false, Ordering::Release);
+                let job = slot.lock().ok().and_then(|mut j| j.take());
+                job.map_or(Ok(()), Err)
+            }
+        }
+    }
+}
+
 /// What a pump needs besides the agent's stdout.
 pub(super) struct PumpContext {
     pub slot: u32,
@@ -46,53 +117,49 @@ pub(super) struct PumpContext {
     pub exit: tokio::sync::watch::Receiver<Option<ExitInfo>>,
 }
 
-/// The runtime every pump reads on: one thread, started on first use, that lives as long as
-/// the process. `None` when the thread cannot be started; pumps then run on the caller's
-/// runtime.
-fn pump_thread() -> Option<&'static tokio::runtime::Handle> {
-    static PUMPS: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
-    PUMPS
-        .get_or_init(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| tracing::warn!("no runtime for the agents' pumps: {e}"))
-                .ok()?;
-            let handle = runtime.handle().clone();
-            std::thread::Builder::new()
-                .name("terok-pumps".into())
-                .spawn(move || runtime.block_on(std::future::pending::<()>()))
-                .map_err(|e| tracing::warn!("no thread for the agents' pumps: {e}"))
-                .ok()?;
-            Some(handle)
-        })
-        .as_ref()
-}
-
-/// Starts the pump of an agent's stdout: frames are read on the pumps' thread, the end is
-/// reported from the caller's runtime.
+/// Starts the pump of an agent's stdout.
 pub(super) fn spawn(reader: LineReader<AgentStdout>, cx: PumpContext) {
     let tracker = cx.server.tracker.clone();
-    let (done, ended) = tokio::sync::oneshot::channel();
-    let (events, consumers, server, agent) = (
-        cx.events.clone(),
-        cx.consumers,
-        cx.server.clone(),
-        cx.agent.clone(),
-    );
-    let reading = async move {
-        read_frames(cx.slot, reader, &events, consumers, &server, &agent).await;
-        let _ = done.send(());
-    };
-    match pump_thread() {
-        Some(pumps) => drop(tracker.spawn_on(reading, pumps)),
-        None => drop(tracker.spawn(reading)),
-    }
     tracker.spawn(async move {
-        // The reading ended (or its thread's runtime went away with the process).
-        let _ = ended.await;
+        read_frames(
+            cx.slot,
+            reader,
+            &cx.events,
+            &cx.consumers,
+            &cx.server,
+            &cx.agent,
+        )
+        .await;
         report_end(cx.slot, cx.events, cx.server, cx.exit).await;
     });
+}
+
+/// Lines read, parsed into frames; a stream's text chunk shapes carried along.
+struct Parsed {
+    frames: Vec<Frame>,
+    shapes: Shapes,
+    /// Lines dropped: malformed or over the frame limit, each with the reason.
+    dropped: Vec<String>,
+}
+
+fn parse(lines: Vec<Line>, mut shapes: Shapes) -> Parsed {
+    let mut frames = Vec::with_capacity(lines.len());
+    let mut dropped = Vec::new();
+    for line in lines {
+        match line {
+            Line::Frame(raw) if raw.iter().all(u8::is_ascii_whitespace) => {}
+            Line::Frame(raw) => match Frame::parse_shaped(raw, &mut shapes) {
+                Ok(frame) => frames.push(frame),
+                Err(e) => dropped.push(format!("a malformed line: {e}")),
+            },
+            Line::Overlong(len) => dropped.push(format!("a {len} byte line: over the frame limit")),
+        }
+    }
+    Parsed {
+        frames,
+        shapes,
+        dropped,
+    }
 }
 
 /// Reads the agent's stdout into batches of frames for the hub, until it ends or the hub is
@@ -101,12 +168,13 @@ async fn read_frames(
     slot: u32,
     mut reader: LineReader<AgentStdout>,
     events: &tokio::sync::mpsc::Sender<Event>,
-    consumers: Consumers,
+    consumers: &Consumers,
     server: &crate::acp::server::Server,
     agent: &AgentName,
 ) {
     // What this agent's text chunks look like, so that most of its stream is read by shape.
     let mut shapes = Shapes::default();
+    let parser = Parser::get();
     loop {
         // Every client this agent streams to must have room: a slow one pauses the agent.
         let gauges = consumers.lock().map(|g| g.clone()).unwrap_or_default();
@@ -120,34 +188,40 @@ async fn read_frames(
                 false
             }
         };
-        let mut batch = Vec::new();
-        let mut take = |line: Line, batch: &mut Vec<Frame>| match line {
-            Line::Frame(raw) if raw.iter().all(u8::is_ascii_whitespace) => {}
-            Line::Frame(raw) => match Frame::parse_shaped(raw, &mut shapes) {
-                Ok(frame) => batch.push(frame),
-                Err(e) => {
-                    server.agent_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(agent = %agent, "dropping a malformed line from the agent: {e}")
-                }
-            },
-            Line::Overlong(len) => {
-                server.agent_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(agent = %agent, "dropping a {len} byte line from the agent: over the frame limit")
-            }
-        };
+        let mut lines = Vec::new();
         while let Some(line) = reader.next_buffered() {
-            take(line, &mut batch);
+            lines.push(line);
         }
         if !more {
-            if let Some(line) = reader.take_tail() {
-                take(line, &mut batch);
-            }
+            lines.extend(reader.take_tail());
         }
-        if !batch.is_empty()
+        let taken = std::mem::take(&mut shapes);
+        let parsed = match parser.filter(|_| lines.len() >= OFFLOAD_LINES) {
+            Some(parser) => {
+                let (done, parsed) = tokio::sync::oneshot::channel();
+                let job = move || drop(done.send(parse(lines, taken)));
+                if let Err(job) = parser.try_run(job) {
+                    // Busy with another agent's read: this one is parsed here.
+                    job();
+                }
+                parsed.await.ok()
+            }
+            None => Some(parse(lines, taken)),
+        };
+        let Some(parsed) = parsed else {
+            // The parser thread went away with the job: nothing more can be read in order.
+            return;
+        };
+        shapes = parsed.shapes;
+        for reason in parsed.dropped {
+            server.agent_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(agent = %agent, "dropping {reason} from the agent");
+        }
+        if !parsed.frames.is_empty()
             && events
                 .send(Event::Backend {
                     slot,
-                    event: BackendEvent::Frames(batch),
+                    event: BackendEvent::Frames(parsed.frames),
                 })
                 .await
                 .is_err()
