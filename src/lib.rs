@@ -2,9 +2,10 @@
 //!
 //! # Layout
 //! - [`acp`]: the aggregating ACP proxy.
-//!   - [`acp::lines`], [`acp::frame`], [`acp::scan`], [`acp::method`], [`acp::message`]: NDJSON
-//!     framing, the typed envelope over raw frames (found by a hand-written scanner, serde
-//!     deciding whatever it leaves), and the frames the proxy originates.
+//!   - [`acp::lines`], [`acp::frame`], [`acp::scan`], [`acp::shape`], [`acp::method`],
+//!     [`acp::message`]: NDJSON framing, the typed envelope over raw frames (found by a
+//!     hand-written scanner, or for a stream's repeated text chunks by their learned shape,
+//!     serde deciding whatever they leave), and the frames the proxy originates.
 //!   - [`acp::runtime`]: where agents live ([`acp::runtime::Runtime`]); `local` runs them from a
 //!     host directory.
 //!   - [`acp::probe`], [`acp::cache`], [`acp::models`], [`acp::modes`], [`acp::picker`]: asking
