@@ -13,6 +13,10 @@
 
 use std::ops::Range;
 
+mod content;
+
+pub use content::{plain_ascii_run, special_at, utf8};
+
 /// Nesting the scanner follows; deeper lines go to serde (whose own limit is 128).
 pub const MAX_DEPTH: usize = 100;
 
@@ -107,9 +111,6 @@ pub fn scan(line: &[u8]) -> Option<Envelope> {
     (s.at == line.len()).then_some(env)
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
 /// One past the closing quote of the string literal whose opening quote is at `open`, when it
 /// is a literal the scanner accepts (escapes valid, no raw control characters, no surrogate
 /// escapes). The bytes are not checked for UTF-8.
@@ -126,89 +127,6 @@ pub fn content_end(line: &[u8], from: usize) -> Option<usize> {
     let mut s = Scanner { b: line, at: from };
     s.string_content()?;
     Some(s.at)
-}
-
-/// The length of the plain ASCII run at the start of a string literal's content: whole
-/// 32-byte blocks of printable ASCII without a quote or a backslash, which need neither an
-/// escape check nor a UTF-8 check. Written so that the compiler checks a block with vector
-/// instructions.
-pub fn plain_ascii_run(bytes: &[u8]) -> usize {
-    let mut run = 0;
-    for block in bytes.chunks_exact(32) {
-        let mut odd = false;
-        for &b in block {
-            // As a signed byte, everything from 0x80 up is negative: one compare finds both
-            // control characters and bytes that are not ASCII.
-            odd |= ((b as i8) < 0x20) | (b == b'"') | (b == b'\\');
-        }
-        if odd {
-            break;
-        }
-        run += 32;
-    }
-    run
-}
-
-/// Whether `bytes` are UTF-8: ASCII, the common case, checked a word at a time first.
-pub fn utf8(bytes: &[u8]) -> bool {
-    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
-}
-
-/// Flags (the high bit of each byte) the bytes of `w` equal to `c`. A flag above the lowest
-/// true one may be false (a borrow carries up), so only the lowest flag is exact.
-fn equal_flags(w: u64, c: u8) -> u64 {
-    let x = w ^ (ONES * c as u64);
-    x.wrapping_sub(ONES) & !x & HIGHS
-}
-
-/// Flags the bytes of `w` below 0x20, with the same caveat as [`equal_flags`].
-fn control_flags(w: u64) -> u64 {
-    w.wrapping_sub(ONES * 0x20) & !w & HIGHS
-}
-
-/// How far the word-at-a-time search goes before handing over to `memchr`: keys, methods,
-/// ids and session ids end within it, so most strings of an envelope never pay `memchr`'s
-/// setup.
-const SHORT: usize = 64;
-
-/// The first byte in `bytes` that ends a run of plain string content: a quote, a backslash or
-/// a control character. The first [`SHORT`] bytes are checked eight at a time for all three
-/// (the lowest flag of each check is exact, so the lowest of all three is the first special
-/// byte). Beyond them the quote or backslash is found with `memchr` (vector instructions) and
-/// the bytes before it are checked for control characters eight at a time.
-pub fn special_at(bytes: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    while at < SHORT {
-        let Some(chunk) = bytes.get(at..at + 8) else {
-            return bytes[at..]
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-                .map(|i| at + i);
-        };
-        let w = u64::from_le_bytes(chunk.try_into().ok()?);
-        let flags = equal_flags(w, b'"') | equal_flags(w, b'\\') | control_flags(w);
-        if flags != 0 {
-            return Some(at + flags.trailing_zeros() as usize / 8);
-        }
-        at += 8;
-    }
-    let rest = &bytes[at..];
-    let stop = memchr::memchr2(b'"', b'\\', rest);
-    let plain = &rest[..stop.unwrap_or(rest.len())];
-    let mut i = 0;
-    while let Some(chunk) = plain.get(i..i + 8) {
-        let flags = control_flags(u64::from_le_bytes(chunk.try_into().ok()?));
-        if flags != 0 {
-            return Some(at + i + flags.trailing_zeros() as usize / 8);
-        }
-        i += 8;
-    }
-    plain[i..]
-        .iter()
-        .position(|&c| c < 0x20)
-        .map(|j| i + j)
-        .or(stop)
-        .map(|j| at + j)
 }
 
 struct Scanner<'a> {
@@ -513,41 +431,7 @@ mod tests {
     }
 
     #[test]
-    fn the_word_search_finds_the_first_special_byte() {
-        for len in 0..80 {
-            for pos in 0..=len {
-                for special in [b'"', b'\\', b'\n', 0u8, 0x1f] {
-                    for filler in [b'a', 0x7f, 0xc3, 0x21, 0x5d, 0xff] {
-                        let mut bytes = vec![filler; len];
-                        if pos < len {
-                            bytes[pos] = special;
-                            // Bytes after the first may be anything.
-                            for b in bytes.iter_mut().skip(pos + 1).step_by(3) {
-                                *b = b'"';
-                            }
-                        }
-                        let want = bytes
-                            .iter()
-                            .position(|&c| c == b'"' || c == b'\\' || c < 0x20);
-                        assert_eq!(special_at(&bytes), want, "{bytes:?}");
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn a_plain_run_is_whole_blocks_of_printable_ascii() {
-        let plain = "p".repeat(100);
-        assert_eq!(plain_ascii_run(plain.as_bytes()), 96);
-        assert_eq!(plain_ascii_run(&plain.as_bytes()[..31]), 0);
-        for odd in [b'"', b'\\', 0x1f, 0x80, 0xff, 0] {
-            for at in [0, 31, 32, 63, 64, 99] {
-                let mut bytes = plain.clone().into_bytes();
-                bytes[at] = odd;
-                assert_eq!(plain_ascii_run(&bytes), at / 32 * 32, "{odd} at {at}");
-            }
-        }
+    fn a_literal_is_scanned_on_after_a_plain_run() {
         // The rest of a literal after a plain run is scanned as any string's.
         let line = br#""0123456789abcdef0123456789abcdef\"x" tail"#;
         assert_eq!(plain_ascii_run(&line[1..]), 32);
