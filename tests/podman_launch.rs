@@ -56,6 +56,10 @@ impl World {
         let fake_bash = dir.path().join("bash");
         std::fs::write(&fake_bash, "#!/bin/sh\nexec /bin/sh \"$@\"\n").unwrap();
         let base = format!("localhost/terok-launch-{name}-{}:test", std::process::id());
+        // A file naming the world makes its image id its own: worlds built from identical
+        // content would share one image, and one world's cleanup would take another's base.
+        let stamp = dir.path().join("world");
+        std::fs::write(&stamp, &base).unwrap();
         let world = World {
             vars,
             dir,
@@ -65,8 +69,9 @@ impl World {
         };
         let out = world
             .bash(&format!(
-                "terok_build_test_image {base} '' bash={}",
-                fake_bash.display()
+                "terok_build_test_image {base} '' bash={} /etc/terok-world={}",
+                fake_bash.display(),
+                stamp.display()
             ))
             .output()
             .unwrap();

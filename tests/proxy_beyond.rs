@@ -368,9 +368,21 @@ async fn a_restarted_daemon_answers_from_the_persisted_cache() {
             .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
             .collect::<String>()
     };
+    // The file's own `"locked"` key must not pass for the agent: read its lists.
+    let names = |list: &str| -> Vec<String> {
+        serde_json::from_str::<Value>(&cached())
+            .ok()
+            .map_or(vec![], |v| {
+                v[list]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e["agent"].as_str().map(String::from))
+                    .collect()
+            })
+    };
     eventually("both agents in the cache file", || {
-        let text = cached();
-        text.contains("\"claude\"") && text.contains("\"locked\"")
+        names("ready") == ["claude"] && names("locked") == ["locked"]
     })
     .await;
     proxy.stop().await;
