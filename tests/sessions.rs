@@ -311,3 +311,99 @@ async fn an_agent_without_the_capability_gets_a_clear_error() {
     assert_eq!(err["code"], -32002);
     proxy.stop().await;
 }
+
+/// The daemon's report on `sid`, once `pred` holds for it.
+async fn session_report(
+    client: &mut common::Client,
+    sid: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let status = client.call("_terok/status", json!({})).await;
+        let report = status["sessions"]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["id"] == sid).cloned())
+            .unwrap_or(Value::Null);
+        if pred(&report) {
+            return report;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "session {sid} never came to that: {report}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_detached_idle_session_keeps_its_transcript_on_disk_until_a_client_comes_back() {
+    let (agents, _stores) = agents();
+    let state = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_with(&agents, config(&state)).await;
+    let mut owner = proxy.connect().await;
+    owner.initialize().await;
+    let (sid, _) = owner.new_session().await;
+    owner.pick(&sid, "plain:p1").await;
+    owner.prompt(&sid, "keep this").await;
+    drop(owner);
+
+    let mut watcher = proxy.connect().await;
+    watcher.initialize().await;
+    let parked = session_report(&mut watcher, &sid, |s| s["transcriptOnDisk"] == true).await;
+    assert_eq!(parked["state"], "detached", "{parked}");
+    assert!(parked["transcriptBytes"].as_u64().unwrap() > 0, "{parked}");
+    let file = state
+        .path()
+        .join("sessions.json.transcripts")
+        .join(format!("{sid}.json"));
+    let saved = std::fs::read_to_string(&file).expect("the transcript is on disk");
+    assert!(saved.contains("plain/p1: keep this"), "{saved}");
+
+    // A client that comes back gets the whole record, read back from disk.
+    let id = watcher
+        .request(
+            "session/load",
+            json!({"sessionId": sid, "cwd": "/tmp", "mcpServers": []}),
+        )
+        .await;
+    let answer = watcher
+        .wait_for("the replayed answer", |v| {
+            v["params"]["update"]["sessionUpdate"] == "agent_message_chunk"
+        })
+        .await;
+    assert_eq!(
+        answer["params"]["update"]["content"]["text"],
+        "plain/p1: keep this"
+    );
+    watcher.response(&id).await;
+    watcher.backlog.clear();
+    let attached = session_report(&mut watcher, &sid, |s| s["holder"].is_u64()).await;
+    assert_eq!(attached["transcriptOnDisk"], false, "{attached}");
+    let (chunks, _) = watcher.prompt(&sid, "and this").await;
+    assert_eq!(chunks, ["plain/p1: and this"]);
+
+    // Parked again; its file then vanishes. The session goes on without its history.
+    drop(watcher);
+    let mut last = proxy.connect().await;
+    last.initialize().await;
+    session_report(&mut last, &sid, |s| s["transcriptOnDisk"] == true).await;
+    std::fs::remove_file(&file).unwrap();
+    let loaded = last
+        .call(
+            "session/load",
+            json!({"sessionId": sid, "cwd": "/tmp", "mcpServers": []}),
+        )
+        .await;
+    assert_eq!(current_model(&loaded["configOptions"]), "plain:p1");
+    assert!(
+        last.backlog
+            .iter()
+            .all(|v| v["params"]["update"]["sessionUpdate"] != "agent_message_chunk"),
+        "nothing left to replay: {:?}",
+        last.backlog
+    );
+    let (chunks, _) = last.prompt(&sid, "still here").await;
+    assert_eq!(chunks, ["plain/p1: still here"]);
+    proxy.stop().await;
+}

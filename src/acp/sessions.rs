@@ -98,30 +98,33 @@ impl SessionStore {
         Some(PathBuf::from(dir).join(format!("{sid}.json")))
     }
 
-    /// Writes a session's transcript (atomically, mode 0600).
-    pub fn save_transcript(&self, sid: &str, saved: &crate::acp::transcript::Saved) {
+    /// Writes a session's transcript (atomically, mode 0600). Whether it is on disk now.
+    pub fn save_transcript(&self, sid: &str, saved: &crate::acp::transcript::Saved) -> bool {
         let Some(path) = self.transcript_path(sid) else {
-            return;
+            return false;
         };
         let Ok(json) = serde_json::to_vec(saved) else {
-            return;
+            return false;
         };
-        if let Err(e) = crate::fsutil::write_private(&path, &json, 0o600) {
-            tracing::warn!(path = %path.display(), "cannot save a transcript: {e}");
+        match crate::fsutil::write_private(&path, &json, 0o600) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot save a transcript: {e}");
+                false
+            }
         }
     }
 
     /// A session's saved transcript, if there is one that reads.
     pub fn load_transcript(&self, sid: &str) -> Option<crate::acp::transcript::Saved> {
+        read_transcript(&self.transcript_path(sid)?)
+    }
+
+    /// What reads a session's transcript back later (for a transcript parked on disk), where
+    /// transcripts are kept on disk.
+    pub fn transcript_loader(&self, sid: &str) -> Option<crate::acp::transcript::Loader> {
         let path = self.transcript_path(sid)?;
-        let text = std::fs::read(&path).ok()?;
-        match serde_json::from_slice(&text) {
-            Ok(saved) => Some(saved),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "ignoring an unreadable transcript: {e}");
-                None
-            }
-        }
+        Some(Box::new(move || read_transcript(&path)))
     }
 
     pub fn remove_transcript(&self, sid: &str) {
@@ -137,6 +140,17 @@ impl SessionStore {
         };
         if let Err(e) = crate::fsutil::write_private(path, &json, 0o600) {
             tracing::warn!(path = %path.display(), "cannot save the session map: {e}");
+        }
+    }
+}
+
+fn read_transcript(path: &std::path::Path) -> Option<crate::acp::transcript::Saved> {
+    let text = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&text) {
+        Ok(saved) => Some(saved),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "ignoring an unreadable transcript: {e}");
+            None
         }
     }
 }

@@ -100,6 +100,10 @@ pub struct Session {
     pub updates: u64,
     /// Bytes the transcript holds.
     pub transcript_bytes: u64,
+    /// Whether the transcript waits on disk (a detached session with no turn running), out of
+    /// the daemon's memory until someone needs it.
+    #[serde(default)]
+    pub transcript_on_disk: bool,
     pub usage: Usage,
 }
 
@@ -300,7 +304,7 @@ pub fn render(status: &Status) -> String {
         };
         let _ = writeln!(
             out,
-            "  {}  {}  {}  age {}, idle {}, {} updates, transcript {}{}",
+            "  {}  {}  {}  age {}, idle {}, {} updates, transcript {}{}{}",
             s.id,
             s.model,
             state,
@@ -308,6 +312,11 @@ pub fn render(status: &Status) -> String {
             human_secs(s.idle_secs),
             s.updates,
             human_bytes(s.transcript_bytes),
+            if s.transcript_on_disk {
+                " (on disk)"
+            } else {
+                ""
+            },
             usage_suffix(&s.usage)
         );
     }

@@ -300,6 +300,9 @@ impl Hub {
         if running && self.server.config.on_disconnect == OnDisconnect::Cancel {
             self.cancel_detached_turn(sid);
         }
+        if !running {
+            self.park_transcript(sid);
+        }
         self.after(
             self.server.config.detached_ttl,
             Event::DetachExpired {

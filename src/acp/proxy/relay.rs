@@ -166,7 +166,7 @@ impl Hub {
         session.transcript.record_turn_end(stop_reason);
         if session.holder.is_none() && session.turns == 0 {
             tracing::info!(session = %sid, stop_reason, "a detached session finished its turn");
-            self.save_transcript(sid);
+            self.park_transcript(sid);
         }
     }
 

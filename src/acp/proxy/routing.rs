@@ -316,22 +316,47 @@ impl Hub {
         }
     }
 
-    /// Writes a session's transcript to disk, once it has something to keep.
-    pub(super) fn save_transcript(&mut self, sid: &Arc<str>) {
+    /// Writes a session's transcript to disk, once it has something to keep. Whether it is on
+    /// disk now.
+    pub(super) fn save_transcript(&mut self, sid: &Arc<str>) -> bool {
         let Some(session) = self.sessions.get_mut(sid) else {
-            return;
+            return false;
         };
+        if session.transcript.is_parked() {
+            return true;
+        }
         if session.link().is_none() && session.reattach.is_none() {
             // Never bound: no record to come back to.
             if self.server.sessions.get(sid).is_none() {
-                return;
+                return false;
             }
         }
         let saved = session.transcript.save();
         if saved.entries.is_empty() {
-            return;
+            return false;
         }
-        self.server.sessions.save_transcript(sid, &saved);
+        self.server.sessions.save_transcript(sid, &saved)
+    }
+
+    /// A detached session with no turn running keeps its transcript on disk only: saved, its
+    /// entries leave memory until a client (or the agent) needs them again. Only where
+    /// transcripts are kept on disk.
+    pub(super) fn park_transcript(&mut self, sid: &Arc<str>) {
+        let idle = self
+            .sessions
+            .get(sid)
+            .is_some_and(|s| s.holder.is_none() && s.turns == 0 && !s.transcript.is_parked());
+        let Some(loader) = idle
+            .then(|| self.server.sessions.transcript_loader(sid))
+            .flatten()
+        else {
+            return;
+        };
+        if self.save_transcript(sid) {
+            if let Some(session) = self.sessions.get_mut(sid) {
+                session.transcript.park(loader);
+            }
+        }
     }
 
     /// Saves every session's transcript (at shutdown).

@@ -79,6 +79,7 @@ impl Hub {
                     idle_secs: secs(s.last_activity),
                     updates: s.updates,
                     transcript_bytes: s.transcript.bytes() as u64,
+                    transcript_on_disk: s.transcript.is_parked(),
                     usage: s.usage.clone(),
                 }
             })

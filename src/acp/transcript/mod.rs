@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 
 use super::frame::{scanned_str, Frame, Span};
 
+mod parked;
+pub use parked::Loader;
+
 /// A text chunk's kind and text literals within its frame.
 type Chunk = (Span, Span);
 
@@ -28,6 +31,9 @@ pub const DEFAULT_TRANSCRIPT_BYTES: usize = 1 << 20;
 const TAIL_BYTES: usize = 128 * 1024;
 /// ...or this many frames (a fold is a short pause of the hub: keep it short).
 const TAIL_FRAMES: usize = 1024;
+
+/// A tail that grew past this during a turn is let go when the turn ends.
+const IDLE_TAIL_BYTES: usize = 16 * 1024;
 
 /// A text chunk this long is appended to its entry as it arrives rather than through the tail.
 const DIRECT_TEXT_BYTES: usize = 1024;
@@ -130,6 +136,8 @@ pub struct Transcript {
     tail_ends: Vec<(usize, Option<Chunk>)>,
     /// Some entry lost the start of its text to the budget.
     truncated: bool,
+    /// Set while the entries wait on disk.
+    parked: Option<parked::Parked>,
 }
 
 /// Text chunks continuing the last entry, gathered while folding: appended at once, they cost
@@ -152,6 +160,7 @@ impl Transcript {
             tail: Vec::new(),
             tail_ends: Vec::new(),
             truncated: false,
+            parked: None,
         }
     }
 
@@ -183,10 +192,9 @@ impl Transcript {
         // appended at once: one copy of its text instead of three (into the tail, into the
         // fold's run, into the entry). Short ones go through the tail, where a run of them
         // costs one lookup of the entry.
-        if let Some((kind, text)) = chunk
-            .as_ref()
-            .filter(|(_, text)| self.tail_ends.is_empty() && text.len() >= DIRECT_TEXT_BYTES)
-        {
+        if let Some((kind, text)) = chunk.as_ref().filter(|(_, text)| {
+            self.tail_ends.is_empty() && text.len() >= DIRECT_TEXT_BYTES && self.parked.is_none()
+        }) {
             if let (Some(kind), Some(text)) = (
                 scanned_str(&frame[kind.clone()]),
                 scanned_str(&frame[text.clone()]),
@@ -205,12 +213,14 @@ impl Transcript {
 
     /// Records an update the proxy itself knows as a value (a user prompt, an option change).
     pub fn record_update(&mut self, update: Value) {
+        self.unpark();
         self.fold();
         self.apply(update);
     }
 
     /// Records the prompt blocks a client sent, as `user_message_chunk`s.
     pub fn record_prompt(&mut self, blocks: &[Value]) {
+        self.unpark();
         self.fold();
         for block in blocks {
             self.apply(json!({"sessionUpdate": "user_message_chunk", "content": block}));
@@ -218,10 +228,16 @@ impl Transcript {
     }
 
     pub fn record_turn_end(&mut self, stop_reason: &str) {
+        self.unpark();
         self.fold();
         self.push(Entry::TurnEnd {
             stop_reason: stop_reason.to_owned(),
         });
+        // Between turns the tail waits empty: what a long stream grew goes back.
+        if self.tail.capacity() > IDLE_TAIL_BYTES {
+            self.tail = Vec::new();
+            self.tail_ends = Vec::new();
+        }
     }
 
     /// Folds the raw tail into entries.
@@ -229,6 +245,7 @@ impl Transcript {
         if self.tail_ends.is_empty() {
             return;
         }
+        self.unpark();
         let tail = std::mem::take(&mut self.tail);
         let mut ends = std::mem::take(&mut self.tail_ends);
         let mut start = 0;
@@ -304,6 +321,7 @@ impl Transcript {
 
     /// The entries, folded first.
     pub fn entries(&mut self) -> impl Iterator<Item = &Entry> {
+        self.unpark();
         self.fold();
         self.entries.iter().map(|(e, _)| e)
     }
@@ -313,9 +331,9 @@ impl Transcript {
         self.dropped + u64::from(self.truncated)
     }
 
-    /// Bytes held, tail included.
+    /// Bytes held, tail included (a parked transcript's on disk).
     pub fn bytes(&self) -> usize {
-        self.bytes + self.tail.len()
+        self.parked_bytes().unwrap_or(self.bytes) + self.tail.len()
     }
 
     pub fn save(&mut self) -> Saved {
@@ -327,6 +345,9 @@ impl Transcript {
 
     /// The session's title, from the latest `session_info_update` that carried one.
     pub fn title(&mut self) -> Option<String> {
+        if let Some(title) = self.parked_title() {
+            return title;
+        }
         self.entries()
             .filter_map(|e| match e {
                 Entry::Update { update }
@@ -408,6 +429,12 @@ impl Transcript {
         let Some(Value::String(so_far)) = content.get_mut("text") else {
             return None;
         };
+        // Doubling would leave a long text with up to twice the room it is ever cut back to.
+        let needed = so_far.len() + text.len();
+        if needed > so_far.capacity() {
+            let room = (so_far.capacity() * 2).clamp(needed, needed.max(limit + limit / 8));
+            so_far.reserve_exact(room - so_far.len());
+        }
         so_far.push_str(text);
         *weight += text.len();
         self.bytes += text.len();

@@ -257,3 +257,93 @@ fn a_saved_transcript_restores_to_the_same_entries() {
     );
     assert_eq!(back.save().entries, saved.entries);
 }
+
+/// A loader that counts its reads and hands back `saved` through serde, as from a file.
+fn loader(saved: &Saved, reads: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Loader {
+    let text = serde_json::to_string(saved).unwrap();
+    let reads = reads.clone();
+    Box::new(move || {
+        reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        serde_json::from_str(&text).ok()
+    })
+}
+
+#[test]
+fn a_parked_transcript_reads_its_entries_back_only_when_they_are_needed() {
+    use std::sync::atomic::Ordering;
+    let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
+    t.record_prompt(&[json!({"type": "text", "text": "q"})]);
+    t.record_raw(&raw(
+        json!({"sessionUpdate": "session_info_update", "title": "Fix it"}),
+    ));
+    t.record_raw(&raw(chunk(
+        "agent_message_chunk",
+        "long answer ".repeat(200).as_str(),
+    )));
+    t.record_turn_end("end_turn");
+    let saved = t.save();
+    let bytes = t.bytes();
+
+    t.park(loader(&saved, &reads));
+    assert!(t.is_parked());
+    assert!(t.entries.is_empty(), "the entries left memory");
+    assert_eq!(t.bytes(), bytes, "status still shows the record's size");
+    assert_eq!(t.title().as_deref(), Some("Fix it"));
+
+    // Frames that arrive meanwhile wait in the tail, without a read.
+    let late = raw(json!({"sessionUpdate": "usage_update", "used": 5, "size": 10}));
+    t.record_raw(&late);
+    t.record_raw(&raw(chunk("agent_message_chunk", &"x".repeat(2000))));
+    assert_eq!(reads.load(Ordering::SeqCst), 0);
+    assert!(!t.is_parked(), "something arrived that is not on disk");
+    assert_eq!(t.bytes(), bytes + t.tail.len());
+
+    // A replay reads them back once, and the late frames follow them.
+    let mut expected = saved.entries.clone();
+    expected.push(Entry::Update {
+        update: json!({"sessionUpdate": "usage_update", "used": 5, "size": 10}),
+    });
+    expected.push(Entry::Update {
+        update: chunk("agent_message_chunk", &"x".repeat(2000)),
+    });
+    assert_eq!(t.save().entries, expected);
+    assert_eq!(reads.load(Ordering::SeqCst), 1);
+    assert!(t.entries().count() == expected.len());
+    assert_eq!(reads.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_parked_transcript_that_cannot_be_read_back_starts_anew_with_what_came_since() {
+    let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
+    t.record_raw(&raw(chunk("agent_message_chunk", "lost")));
+    t.record_turn_end("end_turn");
+    t.park(Box::new(|| None));
+    t.record_raw(&raw(chunk("agent_thought_chunk", "kept")));
+    assert_eq!(updates(&mut t), vec![chunk("agent_thought_chunk", "kept")]);
+    // Recording a prompt on a parked transcript reads it back first.
+    let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let saved = t.save();
+    t.park(loader(&saved, &reads));
+    t.record_prompt(&[json!({"type": "text", "text": "again"})]);
+    assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(t.save().entries.len(), saved.entries.len() + 1);
+}
+
+#[test]
+fn a_long_turn_gives_its_tail_back_when_it_ends() {
+    let mut t = Transcript::new(DEFAULT_TRANSCRIPT_BYTES);
+    for _ in 0..TAIL_FRAMES - 1 {
+        t.record_raw(&raw(chunk("agent_message_chunk", "0123456789")));
+    }
+    assert!(t.tail.capacity() > IDLE_TAIL_BYTES);
+    t.record_turn_end("end_turn");
+    assert_eq!(t.tail.capacity(), 0);
+    assert_eq!(
+        updates(&mut t),
+        vec![chunk(
+            "agent_message_chunk",
+            &"0123456789".repeat(TAIL_FRAMES - 1)
+        )]
+    );
+}
