@@ -212,7 +212,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             acp_dir: endpoint::acp_dir(),
             interval,
         })),
-        Command::Acp(args) => tokio_runtime()?.block_on(run_acp(args)),
+        Command::Acp(args) => {
+            // The daemon outlives many streams: before its runtime's threads start.
+            crate::alloc::settle_for_a_daemon();
+            tokio_runtime()?.block_on(run_acp(args))
+        }
         Command::Demo(args) => tokio_runtime()?.block_on(crate::demo::run(args)),
         Command::Agents(args) => {
             crate::launcher::cli::run_agents(&args).map(|()| ExitCode::SUCCESS)

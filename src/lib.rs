@@ -45,9 +45,12 @@
 //! - [`fsutil`]: atomic file writes, private directories that go again once empty, and reads
 //!   from a tree without following links.
 //! - [`shell`]: quoting words for a POSIX shell.
-#![forbid(unsafe_code)]
+//! - [`alloc`]: the allocator's settings for a long-lived daemon (the crate's only unsafe
+//!   code: two calls into glibc).
+#![deny(unsafe_code)]
 
 pub mod acp;
+pub mod alloc;
 pub mod cli;
 pub mod completions;
 pub mod container;

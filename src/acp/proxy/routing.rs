@@ -355,6 +355,7 @@ impl Hub {
         if self.save_transcript(sid) {
             if let Some(session) = self.sessions.get_mut(sid) {
                 session.transcript.park(loader);
+                crate::alloc::give_back();
             }
         }
     }
