@@ -149,6 +149,7 @@ fn main() -> anyhow::Result<()> {
 
     if streaming_only {
         cpu_row(&mut report, cpu_per_update);
+        peak_row(&mut report, &daemon)?;
         println!(
             "\nstreaming only, {cores} cores, {:.0} s\n",
             t0.elapsed().as_secs_f64()
@@ -347,25 +348,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     cpu_row(&mut report, cpu_per_update);
-    let hwm = daemon.memory("VmHWM")? as f64 / (1 << 20) as f64;
-    // What the sessions the load phases opened keep: their transcripts, from the daemon's own
-    // report (sessions belong to the daemon, so they stay after their clients leave).
-    let status = Client::connect(&daemon.socket)?.call("_terok/status", serde_json::json!({}))?;
-    let sessions = status["sessions"].as_array().cloned().unwrap_or_default();
-    let transcripts: u64 = sessions
-        .iter()
-        .filter_map(|s| s["transcriptBytes"].as_u64())
-        .sum();
-    report.single(
-        &format!(
-            "proxy peak RSS under load ({} sessions kept, their transcripts {:.1} MiB)",
-            sessions.len(),
-            transcripts as f64 / (1 << 20) as f64
-        ),
-        format!("{hwm:.1} MiB"),
-        hwm <= 16.0,
-        "≤ 16 MiB",
-    );
+    peak_row(&mut report, &daemon)?;
 
     let before = daemon.memory("VmRSS")?;
     let mut idle = Vec::with_capacity(plan.idle);
@@ -552,7 +535,7 @@ fn parallel_stream(
 /// Builds the release daemon next to this example and returns its path.
 fn build_daemon() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // <target>/<profile>/examples/bench
+    // <target>/<profile>/examples/bench: the daemon is built with the benchmark's own profile.
     let profile = exe
         .parent()
         .and_then(Path::parent)
@@ -560,16 +543,22 @@ fn build_daemon() -> anyhow::Result<PathBuf> {
     let target = profile
         .parent()
         .context("cannot locate the target directory")?;
+    let name = match profile.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(name) => name,
+        None => bail!("cannot tell the benchmark's profile"),
+    };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args([
             "build",
-            "--release",
+            "--profile",
+            name,
             "--quiet",
             "--bin",
             "terok-executor",
-            "--manifest-path",
         ])
+        .arg("--manifest-path")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", target)
         .status()
@@ -577,11 +566,35 @@ fn build_daemon() -> anyhow::Result<PathBuf> {
     if !status.success() {
         bail!("cargo build failed");
     }
-    let bin = target.join("release/terok-executor");
+    let bin = profile.join("terok-executor");
     if !bin.exists() {
         bail!("{} was not built", bin.display());
     }
     Ok(bin)
+}
+
+/// The daemon's peak RSS so far, with what the sessions the load left keep: their transcripts,
+/// from the daemon's own report (sessions belong to the daemon, so they stay after their clients
+/// leave).
+fn peak_row(report: &mut Report, daemon: &Daemon) -> anyhow::Result<()> {
+    let hwm = daemon.memory("VmHWM")? as f64 / (1 << 20) as f64;
+    let status = Client::connect(&daemon.socket)?.call("_terok/status", serde_json::json!({}))?;
+    let sessions = status["sessions"].as_array().cloned().unwrap_or_default();
+    let transcripts: u64 = sessions
+        .iter()
+        .filter_map(|s| s["transcriptBytes"].as_u64())
+        .sum();
+    report.single(
+        &format!(
+            "proxy peak RSS under load ({} sessions kept, their transcripts {:.1} MiB)",
+            sessions.len(),
+            transcripts as f64 / (1 << 20) as f64
+        ),
+        format!("{hwm:.1} MiB"),
+        hwm <= 16.0,
+        "≤ 16 MiB",
+    );
+    Ok(())
 }
 
 /// The daemon's CPU time per forwarded 64-byte update, against its target.

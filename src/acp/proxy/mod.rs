@@ -64,7 +64,7 @@ pub use connection::serve_connection;
 pub type ConnId = u64;
 
 /// How many events may queue for the hub: each agent batch is up to one read (64 KiB).
-const EVENT_QUEUE: usize = 8;
+const EVENT_QUEUE: usize = 4;
 
 /// Something that happened outside the hub.
 enum Event {
