@@ -32,8 +32,11 @@ async fn settle_tasks() {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_seeded_failure_answers_at_once_even_after_a_first_probe_started() {
+/// A cache whose first probe of "s" runs (5 s, paused time), and the request that started it.
+async fn first_probe_in_flight() -> (
+    Arc<ProbeCache>,
+    tokio::task::JoinHandle<Result<Arc<AgentProbe>, ProbeError>>,
+) {
     let cache = Arc::new(ProbeCache::new());
     let slow = || {
         async {
@@ -48,6 +51,12 @@ async fn a_seeded_failure_answers_at_once_even_after_a_first_probe_started() {
     };
     settle_tasks().await;
     assert!(cache.in_flight(&key("s")));
+    (cache, early)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_seeded_failure_answers_at_once_even_after_a_first_probe_started() {
+    let (cache, early) = first_probe_in_flight().await;
     let locked = ProbeError::AuthRequired {
         message: "log in".into(),
         auth_methods: serde_json::json!([]),
@@ -71,20 +80,7 @@ async fn a_seeded_failure_answers_at_once_even_after_a_first_probe_started() {
 
 #[tokio::test(start_paused = true)]
 async fn a_seed_answers_at_once_even_after_a_first_probe_started() {
-    let cache = Arc::new(ProbeCache::new());
-    let slow = || {
-        async {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            Ok(fake_probe("s"))
-        }
-        .boxed()
-    };
-    let early = {
-        let cache = cache.clone();
-        tokio::spawn(async move { cache.get_or_probe(key("s"), WAIT * 10, slow).await })
-    };
-    settle_tasks().await;
-    assert!(cache.in_flight(&key("s")));
+    let (cache, early) = first_probe_in_flight().await;
     cache.seed(key("s"), fake_probe("s"));
     let started = tokio::time::Instant::now();
     let answer = cache
