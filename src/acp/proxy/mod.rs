@@ -16,8 +16,9 @@
 //! Submodules, bottom up: [`session`] and [`backend`] hold the state; [`relay`] translates what
 //! agents send; [`bind`] attaches a session to an agent (taking a warm [`spare`] when it
 //! fits); [`client`] handles what clients send; [`routing`] reopens, lists, closes and deletes
-//! sessions; [`connection`] attaches and detaches connections; [`handover`] carries context
-//! across an agent switch; [`modes`] offers legacy modes as a select.
+//! sessions; [`connection`] attaches and detaches connections; [`idle`] ends agent processes
+//! nothing needs; [`handover`] carries context across an agent switch; [`modes`] offers legacy
+//! modes as a select.
 
 mod backend;
 mod bind;
@@ -25,6 +26,7 @@ mod client;
 mod connection;
 mod forward;
 mod handover;
+mod idle;
 mod list;
 mod modes;
 mod pump;
