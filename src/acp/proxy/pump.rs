@@ -11,14 +11,13 @@
 //! output ends, the pump says how the process ended, and whether its container went with it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::Event;
 use crate::acp::frame::Frame;
 use crate::acp::lines::{Line, LineReader};
 use crate::acp::shape::Shapes;
-use std::sync::Mutex;
 
 use crate::acp::outbox::Gauge;
 use crate::acp::runtime::{AgentName, AgentProcess, AgentStdout, ExitInfo, RuntimeError};
@@ -40,14 +39,26 @@ pub(super) enum BackendEvent {
 /// A read of at least this many lines is parsed on the parser thread when it is free.
 const OFFLOAD_LINES: usize = 64;
 
-/// A job for the parser thread.
-type Job = Box<dyn FnOnce() + Send>;
+/// A read handed to the parser thread, and where its frames go.
+struct Job {
+    lines: Vec<Line>,
+    shapes: Shapes,
+    done: tokio::sync::oneshot::Sender<Parsed>,
+}
+
+impl Job {
+    /// Parses here, on the caller's thread.
+    fn run(self) {
+        // A pump that stopped waiting has nothing to receive the frames.
+        let _ = self.done.send(parse(self.lines, self.shapes));
+    }
+}
 
 /// The parser thread: one for the process, started on first use, parsing one large read at a
 /// time for whichever pump hands it one while it is free.
 struct Parser {
-    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
-    busy: AtomicBool,
+    jobs: std::sync::mpsc::Sender<Job>,
+    busy: Arc<AtomicBool>,
 }
 
 impl Parser {
@@ -58,52 +69,34 @@ impl Parser {
         PARSER
             .get_or_init(|| {
                 let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+                let busy = Arc::new(AtomicBool::new(false));
+                let free = busy.clone();
                 std::thread::Builder::new()
                     .name("terok-parser".into())
                     .spawn(move || {
                         for job in queue {
-                            job();
+                            job.run();
+                            free.store(false, Ordering::Release);
                         }
                     })
                     .map_err(|e| tracing::warn!("no parser thread: {e}"))
                     .ok()?;
-                Some(Parser {
-                    jobs: Mutex::new(jobs),
-                    busy: AtomicBool::new(false),
-                })
+                Some(Parser { jobs, busy })
             })
             .as_ref()
     }
 
-    /// Runs `job` on the parser thread when it is free; gives the job back when it is not.
-    fn try_run<F: FnOnce() + Send + 'static>(&'static self, job: F) -> Result<(), F> {
+    /// Hands `job` to the parser thread when it is free; gives the job back when it is not
+    /// (or when the thread is gone).
+    fn try_run(&self, job: Job) -> Result<(), Job> {
         if self.busy.swap(true, Ordering::AcqRel) {
             return Err(job);
         }
-        let Ok(jobs) = self.jobs.lock() else {
+        let sent = self.jobs.send(job).map_err(|unsent| unsent.0);
+        if sent.is_err() {
             self.busy.store(false, Ordering::Release);
-            return Err(job);
-        };
-        // The job holds itself in an `Option` so that it can be given back if the thread
-        // is gone.
-        let slot = Arc::new(Mutex::new(Some(job)));
-        let run = slot.clone();
-        let sent = jobs.send(Box::new(move || {
-            let job = run.lock().ok().and_then(|mut j| j.take());
-            if let Some(job) = job {
-                job();
-            }
-            self.busy.store(false, Ordering::Release);
-        }));
-        drop(jobs);
-        match sent {
-            Ok(()) => Ok(()),
-            Err(_) => {
-                self.busy.store(false, Ordering::Release);
-                let job = slot.lock().ok().and_then(|mut j| j.take());
-                job.map_or(Ok(()), Err)
-            }
         }
+        sent
     }
 }
 
@@ -199,10 +192,14 @@ async fn read_frames(
         let parsed = match parser.filter(|_| lines.len() >= OFFLOAD_LINES) {
             Some(parser) => {
                 let (done, parsed) = tokio::sync::oneshot::channel();
-                let job = move || drop(done.send(parse(lines, taken)));
+                let job = Job {
+                    lines,
+                    shapes: taken,
+                    done,
+                };
                 if let Err(job) = parser.try_run(job) {
                     // Busy with another agent's read: this one is parsed here.
-                    job();
+                    job.run();
                 }
                 parsed.await.ok()
             }
