@@ -407,3 +407,49 @@ async fn a_detached_idle_session_keeps_its_transcript_on_disk_until_a_client_com
     assert_eq!(chunks, ["plain/p1: still here"]);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn an_agent_ending_idle_hands_a_parked_conversation_over_and_leaves_it_on_disk() {
+    let (agents, _stores) = agents();
+    let state = tempfile::tempdir().unwrap();
+    let config = ProxyConfig {
+        agent_idle: std::time::Duration::from_millis(300),
+        ..config(&state)
+    };
+    let proxy = Proxy::start_with(&agents, config).await;
+    let mut owner = proxy.connect().await;
+    owner.initialize().await;
+    let (sid, _) = owner.new_session().await;
+    owner.pick(&sid, "plain:p1").await;
+    owner.prompt(&sid, "remember the lighthouse").await;
+    drop(owner);
+
+    // `plain` can neither resume nor load: once its process ends, the session's next prompt
+    // carries the conversation, built while the record was read back, and the record goes
+    // back to disk.
+    let mut watcher = proxy.connect().await;
+    watcher.initialize().await;
+    session_report(&mut watcher, &sid, |s| s["transcriptOnDisk"] == true).await;
+    let unbound = session_report(&mut watcher, &sid, |s| s["agent"].is_null()).await;
+    assert_eq!(unbound["transcriptOnDisk"], true, "{unbound}");
+
+    watcher
+        .call(
+            "session/load",
+            json!({"sessionId": sid, "cwd": "/tmp", "mcpServers": []}),
+        )
+        .await;
+    watcher.backlog.clear();
+    let (chunks, _) = watcher.prompt(&sid, "what did I ask?").await;
+    // The fixture echoes the prompt's text blocks: the handed-over conversation, then the
+    // new message.
+    let echoed = chunks.concat();
+    assert!(
+        echoed.contains("remember the lighthouse") && echoed.ends_with("what did I ask?"),
+        "{echoed}"
+    );
+    let prompts = agents.received_method("plain", "session/prompt");
+    let last = prompts.last().unwrap().to_string();
+    assert!(last.contains("remember the lighthouse"), "{last}");
+    proxy.stop().await;
+}

@@ -95,12 +95,17 @@ impl Hub {
             } else {
                 None
             };
-            if session.reattach.is_none() {
-                session.handover = self
-                    .server
-                    .config
-                    .switch_context
-                    .then(|| super::handover::context(&mut session.transcript, None));
+            if session.reattach.is_none() && self.server.config.switch_context {
+                // Built now, while the record is whole; a record parked on disk goes back there
+                // (reading it changed nothing).
+                let parked = session.transcript.is_parked();
+                session.handover = Some(super::handover::context(&mut session.transcript, None));
+                if let Some(loader) = parked
+                    .then(|| self.server.sessions.transcript_loader(&session.id))
+                    .flatten()
+                {
+                    session.transcript.park(loader);
+                }
             }
         }
         backend.terminate_after(Duration::from_millis(200), &self.server.tracker);
