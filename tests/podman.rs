@@ -85,9 +85,16 @@ fn setup() -> Result<PodmanEnv, String> {
         .lines()
         .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect();
-    // Daemons started by the tests keep their state out of the real home.
-    let state = std::env::temp_dir().join(format!("terok-test-state-{}", std::process::id()));
-    vars.insert("TEROK_STATE_DIR".into(), state.display().to_string());
+    // Daemons started by the tests keep their state out of the real home: in the state dir the
+    // caller gave (CI's, removed when it ends), else in one of this process's own.
+    let state = std::env::var("TEROK_STATE_DIR")
+        .ok()
+        .filter(|dir| !dir.is_empty())
+        .unwrap_or_else(|| {
+            let dir = std::env::temp_dir().join(format!("terok-test-state-{}", std::process::id()));
+            dir.display().to_string()
+        });
+    vars.insert("TEROK_STATE_DIR".into(), state);
     Ok(PodmanEnv { vars })
 }
 
