@@ -7,6 +7,16 @@ use std::path::{Path, PathBuf};
 /// Writes `contents` to `path` atomically: a temporary file in the same directory with `mode`,
 /// synced, then renamed over the target. Readers see the old file or the new one, never a part.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    replace(path, contents, mode, true)
+}
+
+/// [`write_atomic`] without the sync: readers still see the old file or the new one, but after
+/// a crash the file may be empty. For markers that describe a running process.
+pub fn write_atomic_unsynced(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    replace(path, contents, mode, false)
+}
+
+fn replace(path: &Path, contents: &[u8], mode: u32, sync: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
@@ -17,7 +27,9 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<
             .mode(mode)
             .open(&tmp)?;
         file.write_all(contents)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -15,6 +15,8 @@
 //!     client connections as views onto them: answering, binding, relaying, detaching.
 //!   - [`acp::transcript`], [`acp::sessions`]: what each session's client saw, and the persisted
 //!     session map and transcripts a restarted daemon reopens sessions from.
+//!   - [`acp::saver`]: small state files (the session map, the `.bound` marker) rewritten from
+//!     the latest state on a thread of their own, so the hub never waits for the disk.
 //!   - [`acp::server`], [`acp::daemon`]: state shared by a daemon's connections; the socket
 //!     lifecycle around them.
 //!   - [`acp::outbox`]: per-peer writers that never block the hub (a client's socket written

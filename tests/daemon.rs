@@ -75,7 +75,7 @@ async fn binds_privately_and_cleans_up_on_sigterm() {
     let (chunks, _) = client.prompt(&sid, "hi").await;
     assert_eq!(chunks, ["claude/opus: hi"]);
     let bound = socket.with_file_name("c.bound");
-    assert!(bound.exists());
+    eventually("the bound marker", || bound.exists()).await;
 
     // Agents that ignore stdin EOF are still ended when the daemon stops.
     let pids = agents.pids("claude");

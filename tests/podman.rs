@@ -417,6 +417,9 @@ fn connect_is_an_editor_session_with_a_real_container() {
         .path()
         .join("acp")
         .join(format!("{}.bound", container.name));
+    wait_until("the bound marker", Duration::from_secs(5), || {
+        bound.exists()
+    });
     let marker: Value = serde_json::from_str(&std::fs::read_to_string(&bound).unwrap()).unwrap();
     assert_eq!(marker["agent"], "claude");
     drop(stdin);

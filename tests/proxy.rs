@@ -716,6 +716,8 @@ async fn the_bound_marker_names_the_agent_while_a_session_is_bound() {
     let (sid, _) = client.new_session().await;
     assert!(!marker.exists());
     client.pick(&sid, "codex:gpt-5").await;
+    // Written off the hub's thread, just after the answer.
+    eventually("the marker", || marker.exists()).await;
     let content: Value = serde_json::from_str(&std::fs::read_to_string(&marker).unwrap()).unwrap();
     assert_eq!(content, json!({"agent": "codex"}));
     // The session outlives its client for the detached time-to-live, then is bound no more.

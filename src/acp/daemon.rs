@@ -317,7 +317,7 @@ pub async fn run(
 
     serve(listener, server.clone()).await;
     // The marker first: the guard then finds the directory empty if it made it.
-    server.clear_bound_marker();
+    server.clear_bound();
     drop(guard);
     if tokio::time::timeout(SHUTDOWN_GRACE, runtime.drain())
         .await

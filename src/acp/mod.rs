@@ -19,6 +19,7 @@ pub mod picker;
 pub mod probe;
 pub mod proxy;
 pub mod runtime;
+pub mod saver;
 pub mod scan;
 pub mod server;
 pub mod session_defaults;

@@ -2,16 +2,18 @@
 //!
 //! A proxy session id maps to (agent, the agent's own session id, the model picked, the
 //! session's `cwd`). The map is written atomically (mode 0600) to a file per endpoint whenever
-//! it changes, so after a daemon restart an editor can `session/load` or `session/resume` a
-//! conversation by the id it knows, and `session/list` shows the same ids as before.
+//! it changes, off the hub's thread ([`Saver`]), so after a daemon restart an editor can
+//! `session/load` or `session/resume` a conversation by the id it knows, and `session/list`
+//! shows the same ids as before.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
 use super::runtime::AgentName;
+use super::saver::Saver;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
@@ -22,10 +24,14 @@ pub struct SessionRecord {
     pub cwd: Option<String>,
 }
 
+type Records = Arc<Mutex<HashMap<String, SessionRecord>>>;
+
 #[derive(Default)]
 pub struct SessionStore {
     path: Option<PathBuf>,
-    records: Mutex<HashMap<String, SessionRecord>>,
+    records: Records,
+    /// Writes the map when it changes (where it is kept on disk).
+    saver: Option<Saver>,
 }
 
 impl SessionStore {
@@ -42,9 +48,25 @@ impl SessionStore {
                 }
             })
             .unwrap_or_default();
+        let records: Records = Arc::new(Mutex::new(records));
+        let saver = path.clone().map(|path| {
+            let records = records.clone();
+            Saver::durable(path, move || {
+                let records = records.lock().unwrap_or_else(PoisonError::into_inner);
+                serde_json::to_vec_pretty(&*records).ok()
+            })
+        });
         SessionStore {
             path,
-            records: Mutex::new(records),
+            records,
+            saver,
+        }
+    }
+
+    /// Waits until the file holds every change made so far.
+    pub fn flush(&self) {
+        if let Some(saver) = &self.saver {
+            saver.flush();
         }
     }
 
@@ -69,7 +91,8 @@ impl SessionStore {
             return;
         }
         records.insert(sid.to_owned(), record);
-        self.save(&records);
+        drop(records);
+        self.save();
     }
 
     pub fn remove(&self, sid: &str) {
@@ -77,7 +100,8 @@ impl SessionStore {
             return;
         };
         if records.remove(sid).is_some() {
-            self.save(&records);
+            drop(records);
+            self.save();
         }
     }
 
@@ -133,13 +157,9 @@ impl SessionStore {
         }
     }
 
-    fn save(&self, records: &HashMap<String, SessionRecord>) {
-        let Some(path) = &self.path else { return };
-        let Ok(json) = serde_json::to_vec_pretty(records) else {
-            return;
-        };
-        if let Err(e) = crate::fsutil::write_private(path, &json, 0o600) {
-            tracing::warn!(path = %path.display(), "cannot save the session map: {e}");
+    fn save(&self) {
+        if let Some(saver) = &self.saver {
+            saver.touch();
         }
     }
 }
@@ -175,6 +195,7 @@ mod tests {
         let store = SessionStore::open(Some(path.clone()));
         store.put("terok-1", record("claude", "b-1"));
         store.put("terok-2", record("codex", "b-1"));
+        store.flush();
         let reopened = SessionStore::open(Some(path.clone()));
         assert_eq!(reopened.get("terok-1"), Some(record("claude", "b-1")));
         assert_eq!(
@@ -184,6 +205,7 @@ mod tests {
             Some("terok-2")
         );
         reopened.remove("terok-1");
+        reopened.flush();
         assert_eq!(SessionStore::open(Some(path)).get("terok-1"), None);
     }
 

@@ -3,9 +3,9 @@
 //! A [`Server`] holds the runtime, the probe cache, the configuration and the shutdown token and
 //! task tracker every connection task lives under. [`Server::catalog`] is what `session/new`
 //! waits on: the container's agents, probed in parallel (cache hits are instant), as one
-//! [`Catalog`]. It also keeps the `.bound` marker next to the socket up to date. Its
-//! configuration from the environment is in `config`, the probe cache it persists per image in
-//! `persisted`.
+//! [`Catalog`]. It also keeps the `.bound` marker next to the socket up to date (written off the
+//! hub's thread, like the session map). Its configuration from the environment is in `config`,
+//! the probe cache it persists per image in `persisted`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,7 +54,9 @@ pub struct Server {
     /// Proxy session ids and the agent sessions behind them, across restarts.
     pub sessions: super::sessions::SessionStore,
     next_connection: AtomicU64,
-    bound: Mutex<BoundSessions>,
+    bound: Arc<Mutex<BoundSessions>>,
+    /// Writes the `.bound` marker when `bound` changes (where the daemon keeps one).
+    bound_marker: Option<super::saver::Saver>,
     /// Where probes hand their live processes: the hub, once it runs.
     adopter: Arc<Mutex<Option<probe::Adopter>>>,
     /// False while the persisted cache is being read: requests wait for it rather than start
@@ -78,6 +80,17 @@ struct BoundSessions {
 impl Server {
     pub fn new(runtime: Arc<dyn Runtime>, config: ProxyConfig) -> Arc<Server> {
         let sessions = super::sessions::SessionStore::open(config.sessions_file.clone());
+        let bound = Arc::new(Mutex::new(BoundSessions::default()));
+        let bound_marker = config.bound_file.clone().map(|path| {
+            let bound = bound.clone();
+            super::saver::Saver::marker(path, move || {
+                let bound = bound
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let agent = bound.latest.as_ref()?;
+                Some(json!({"agent": agent.as_str()}).to_string().into_bytes())
+            })
+        });
         let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
         let trace = match &config.trace {
             Some(trace) => super::trace::Tracer::open(trace, &runtime.describe()).unwrap_or_else(|e| {
@@ -98,7 +111,8 @@ impl Server {
             started: std::time::Instant::now(),
             agent_errors: AtomicU64::new(0),
             trace,
-            bound: Mutex::new(BoundSessions::default()),
+            bound_marker,
+            bound,
             adopter: Arc::default(),
             seeded: tokio::sync::watch::channel(true).0,
         })
@@ -331,7 +345,8 @@ impl Server {
         };
         bound.by_session.insert(session.clone(), agent.clone());
         bound.latest = Some(agent.clone());
-        self.write_bound_marker(&bound);
+        drop(bound);
+        self.update_bound_marker();
     }
 
     pub fn session_unbound(&self, session: &str) {
@@ -348,42 +363,27 @@ impl Server {
         {
             bound.latest = bound.by_session.values().next().cloned();
         }
-        self.write_bound_marker(&bound);
+        drop(bound);
+        self.update_bound_marker();
     }
 
-    fn write_bound_marker(&self, bound: &BoundSessions) {
-        let Some(path) = &self.config.bound_file else {
-            return;
-        };
-        let result = match &bound.latest {
-            Some(agent) => crate::fsutil::write_atomic(
-                path,
-                json!({"agent": agent.as_str()}).to_string().as_bytes(),
-                0o600,
-            ),
-            None => match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
-        };
-        if let Err(e) = result {
-            tracing::warn!(path = %path.display(), "cannot update the bound marker: {e}");
+    fn update_bound_marker(&self) {
+        if let Some(marker) = &self.bound_marker {
+            marker.touch();
         }
     }
 
-    /// Forgets every bound session (at shutdown) and removes the marker.
+    /// Forgets every bound session (at shutdown), removes the marker, and waits until the
+    /// files the daemon keeps current are written.
     pub fn clear_bound(&self) {
         if let Ok(mut bound) = self.bound.lock() {
             *bound = BoundSessions::default();
         }
-        self.clear_bound_marker();
-    }
-
-    /// Removes the `.bound` marker, e.g. on exit.
-    pub fn clear_bound_marker(&self) {
-        if let Some(path) = &self.config.bound_file {
-            let _ = std::fs::remove_file(path);
+        if let Some(marker) = &self.bound_marker {
+            marker.touch();
+            marker.flush();
         }
+        self.sessions.flush();
     }
 }
 
