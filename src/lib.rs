@@ -14,7 +14,8 @@
 //!   - [`acp::proxy`]: the hub that owns the daemon's agent processes and sessions, with the
 //!     client connections as views onto them: answering, binding, relaying, detaching.
 //!   - [`acp::transcript`], [`acp::sessions`]: what each session's client saw, and the persisted
-//!     session map and transcripts a restarted daemon reopens sessions from.
+//!     session map and transcripts a restarted daemon reopens sessions from (transcripts written
+//!     on a thread of their own).
 //!   - [`acp::saver`]: small state files (the session map, the `.bound` marker) rewritten from
 //!     the latest state on a thread of their own, so the hub never waits for the disk.
 //!   - [`acp::server`], [`acp::daemon`]: state shared by a daemon's connections; the socket

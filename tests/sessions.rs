@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{current_model, Agents, Proxy};
+use common::{current_model, eventually, Agents, Proxy};
 use serde_json::{json, Value};
 use terok_executor::acp::server::ProxyConfig;
 
@@ -357,6 +357,8 @@ async fn a_detached_idle_session_keeps_its_transcript_on_disk_until_a_client_com
         .path()
         .join("sessions.json.transcripts")
         .join(format!("{sid}.json"));
+    // Written off the hub's thread, right after the entries left memory.
+    eventually("the transcript's file", || file.exists()).await;
     let saved = std::fs::read_to_string(&file).expect("the transcript is on disk");
     assert!(saved.contains("plain/p1: keep this"), "{saved}");
 
@@ -388,6 +390,10 @@ async fn a_detached_idle_session_keeps_its_transcript_on_disk_until_a_client_com
     let mut last = proxy.connect().await;
     last.initialize().await;
     session_report(&mut last, &sid, |s| s["transcriptOnDisk"] == true).await;
+    eventually("the second save", || {
+        std::fs::read_to_string(&file).is_ok_and(|saved| saved.contains("and this"))
+    })
+    .await;
     std::fs::remove_file(&file).unwrap();
     let loaded = last
         .call(
@@ -405,6 +411,47 @@ async fn a_detached_idle_session_keeps_its_transcript_on_disk_until_a_client_com
     );
     let (chunks, _) = last.prompt(&sid, "still here").await;
     assert_eq!(chunks, ["plain/p1: still here"]);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_transcript_that_cannot_be_written_is_kept_in_memory_and_replayed() {
+    let (agents, _stores) = agents();
+    let state = tempfile::tempdir().unwrap();
+    // A file where the transcripts' directory would go: every save fails.
+    std::fs::write(state.path().join("sessions.json.transcripts"), "").unwrap();
+    let proxy = Proxy::start_with(&agents, config(&state)).await;
+    let mut owner = proxy.connect().await;
+    owner.initialize().await;
+    let (sid, _) = owner.new_session().await;
+    owner.pick(&sid, "plain:p1").await;
+    owner.prompt(&sid, "not lost").await;
+    drop(owner);
+
+    let mut back = proxy.connect().await;
+    back.initialize().await;
+    session_report(&mut back, &sid, |s| s["state"] == "detached").await;
+    // Out of the session's record, but not on disk: the report does not claim it is.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let report = session_report(&mut back, &sid, |s| s.is_object()).await;
+    assert_eq!(report["transcriptOnDisk"], false, "{report}");
+    assert!(report["transcriptBytes"].as_u64().unwrap() > 0, "{report}");
+    let id = back
+        .request(
+            "session/load",
+            json!({"sessionId": sid, "cwd": "/tmp", "mcpServers": []}),
+        )
+        .await;
+    let answer = back
+        .wait_for("the replayed answer", |v| {
+            v["params"]["update"]["sessionUpdate"] == "agent_message_chunk"
+        })
+        .await;
+    assert_eq!(
+        answer["params"]["update"]["content"]["text"],
+        "plain/p1: not lost"
+    );
+    back.response(&id).await;
     proxy.stop().await;
 }
 

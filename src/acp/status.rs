@@ -101,7 +101,8 @@ pub struct Session {
     /// Bytes the transcript holds.
     pub transcript_bytes: u64,
     /// Whether the transcript waits on disk (a detached session with no turn running), out of
-    /// the daemon's memory until someone needs it.
+    /// the daemon's memory until someone needs it. False where its file could not be written
+    /// (the daemon then holds it in memory).
     #[serde(default)]
     pub transcript_on_disk: bool,
     pub usage: Usage,

@@ -104,7 +104,9 @@ impl Hub {
                     .then(|| self.server.sessions.transcript_loader(&session.id))
                     .flatten()
                 {
-                    session.transcript.park(loader);
+                    if let Some(saved) = session.transcript.park(loader) {
+                        self.server.sessions.save_transcript(&session.id, saved);
+                    }
                 }
             }
         }

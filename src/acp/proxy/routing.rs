@@ -316,47 +316,54 @@ impl Hub {
         }
     }
 
-    /// Writes a session's transcript to disk, once it has something to keep. Whether it is on
-    /// disk now.
-    pub(super) fn save_transcript(&mut self, sid: &Arc<str>) -> bool {
+    /// Writes a session's transcript to disk (off the hub's thread), once it has something to
+    /// keep.
+    pub(super) fn save_transcript(&mut self, sid: &Arc<str>) {
+        if !self.keeps_transcript(sid) {
+            return;
+        }
         let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let saved = session.transcript.save();
+        if !saved.entries.is_empty() {
+            self.server.sessions.save_transcript(sid, saved);
+        }
+    }
+
+    /// Whether a session's transcript is worth a file: it is not there already, and the session
+    /// was bound (else no record comes back to it).
+    fn keeps_transcript(&self, sid: &str) -> bool {
+        let Some(session) = self.sessions.get(sid) else {
             return false;
         };
         if session.transcript.is_parked() {
-            return true;
-        }
-        if session.link().is_none() && session.reattach.is_none() {
-            // Never bound: no record to come back to.
-            if self.server.sessions.get(sid).is_none() {
-                return false;
-            }
-        }
-        let saved = session.transcript.save();
-        if saved.entries.is_empty() {
             return false;
         }
-        self.server.sessions.save_transcript(sid, &saved)
+        session.link().is_some()
+            || session.reattach.is_some()
+            || self.server.sessions.get(sid).is_some()
     }
 
-    /// A detached session with no turn running keeps its transcript on disk only: saved, its
-    /// entries leave memory until a client (or the agent) needs them again. Only where
+    /// A detached session with no turn running keeps its transcript on disk only: its entries
+    /// leave memory for the file until a client (or the agent) needs them again. Only where
     /// transcripts are kept on disk.
     pub(super) fn park_transcript(&mut self, sid: &Arc<str>) {
         let idle = self
             .sessions
             .get(sid)
-            .is_some_and(|s| s.holder.is_none() && s.turns == 0 && !s.transcript.is_parked());
-        let Some(loader) = idle
-            .then(|| self.server.sessions.transcript_loader(sid))
-            .flatten()
-        else {
+            .is_some_and(|s| s.holder.is_none() && s.turns == 0);
+        if !idle || !self.keeps_transcript(sid) {
+            return;
+        }
+        let Some(loader) = self.server.sessions.transcript_loader(sid) else {
             return;
         };
-        if self.save_transcript(sid) {
-            if let Some(session) = self.sessions.get_mut(sid) {
-                session.transcript.park(loader);
-                crate::alloc::give_back();
-            }
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if let Some(saved) = session.transcript.park(loader) {
+            self.server.sessions.save_transcript(sid, saved);
         }
     }
 

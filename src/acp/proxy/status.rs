@@ -79,7 +79,8 @@ impl Hub {
                     idle_secs: secs(s.last_activity),
                     updates: s.updates,
                     transcript_bytes: s.transcript.bytes() as u64,
-                    transcript_on_disk: s.transcript.is_parked(),
+                    transcript_on_disk: s.transcript.is_parked()
+                        && !self.server.sessions.transcript_unsaved(&s.id),
                     usage: s.usage.clone(),
                 }
             })

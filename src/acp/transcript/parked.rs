@@ -1,7 +1,7 @@
 //! A transcript whose entries wait on disk.
 //!
 //! A detached session with no turn running needs its record only when a client comes back for
-//! it, so once the record is saved its entries leave memory: the transcript keeps what `status`
+//! it, so its entries leave memory for a file: the transcript keeps what `status`
 //! and `session/list` show (its size, its title) and a way to read the entries back. Frames
 //! that arrive meanwhile go to the raw tail as always; the first thing that needs the entries
 //! (a fold, a replay, a save) reads them back first.
@@ -28,25 +28,31 @@ impl std::fmt::Debug for Parked {
 }
 
 impl Transcript {
-    /// Lets the entries go from memory, to be read back by `loader` when they are needed. The
-    /// caller has just saved them where `loader` reads. Allocations go too, the tail's
-    /// included.
-    pub fn park(&mut self, loader: Loader) {
-        if self.parked.is_some() {
-            return;
+    /// Lets the entries go from memory, to be read back by `loader` when they are needed, and
+    /// hands them to the caller, who saves them where `loader` reads. Nothing while there is
+    /// nothing to keep. Allocations go too, the tail's included.
+    pub fn park(&mut self, loader: Loader) -> Option<Saved> {
+        if self.is_parked() {
+            return None;
         }
+        // What arrived since an earlier park joins the entries read back.
+        self.unpark();
         self.fold();
+        if self.entries.is_empty() {
+            return None;
+        }
         let title = self.title();
-        let budget = self.budget;
-        let dropped = self.dropped;
-        let bytes = self.bytes;
-        *self = Transcript::new(budget);
-        self.dropped = dropped;
+        let whole = std::mem::replace(self, Transcript::new(self.budget));
+        self.dropped = whole.dropped;
         self.parked = Some(Parked {
             loader,
-            bytes,
+            bytes: whole.bytes,
             title,
         });
+        Some(Saved {
+            entries: whole.entries.into_iter().map(|(entry, _)| entry).collect(),
+            dropped: whole.dropped,
+        })
     }
 
     /// Whether the entries are on disk, and nothing has arrived since.

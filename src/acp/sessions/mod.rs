@@ -4,7 +4,8 @@
 //! session's `cwd`). The map is written atomically (mode 0600) to a file per endpoint whenever
 //! it changes, off the hub's thread ([`Saver`]), so after a daemon restart an editor can
 //! `session/load` or `session/resume` a conversation by the id it knows, and `session/list`
-//! shows the same ids as before.
+//! shows the same ids as before. Each session's transcript is a file beside the map, written
+//! off the hub's thread too ([`writer`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::runtime::AgentName;
 use super::saver::Saver;
+
+mod writer;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
@@ -32,6 +35,7 @@ pub struct SessionStore {
     records: Records,
     /// Writes the map when it changes (where it is kept on disk).
     saver: Option<Saver>,
+    transcripts: writer::Writer,
 }
 
 impl SessionStore {
@@ -60,14 +64,16 @@ impl SessionStore {
             path,
             records,
             saver,
+            transcripts: writer::Writer::default(),
         }
     }
 
-    /// Waits until the file holds every change made so far.
+    /// Waits until the files hold every change made so far: the map and the transcripts.
     pub fn flush(&self) {
         if let Some(saver) = &self.saver {
             saver.flush();
         }
+        self.transcripts.flush();
     }
 
     pub fn get(&self, sid: &str) -> Option<SessionRecord> {
@@ -122,55 +128,44 @@ impl SessionStore {
         Some(PathBuf::from(dir).join(format!("{sid}.json")))
     }
 
-    /// Writes a session's transcript (atomically, mode 0600). Whether it is on disk now.
-    pub fn save_transcript(&self, sid: &str, saved: &crate::acp::transcript::Saved) -> bool {
+    /// Saves a session's transcript (atomically, mode 0600), off the caller's thread. Whether
+    /// it is kept: reading it back finds it from now on.
+    pub fn save_transcript(&self, sid: &str, saved: crate::acp::transcript::Saved) -> bool {
         let Some(path) = self.transcript_path(sid) else {
             return false;
         };
-        let Ok(json) = serde_json::to_vec(saved) else {
-            return false;
-        };
-        match crate::fsutil::write_private(&path, &json, 0o600) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "cannot save a transcript: {e}");
-                false
-            }
-        }
+        self.transcripts.write(path, saved);
+        true
     }
 
     /// A session's saved transcript, if there is one that reads.
     pub fn load_transcript(&self, sid: &str) -> Option<crate::acp::transcript::Saved> {
-        read_transcript(&self.transcript_path(sid)?)
+        self.transcripts.read(&self.transcript_path(sid)?)
     }
 
     /// What reads a session's transcript back later (for a transcript parked on disk), where
     /// transcripts are kept on disk.
     pub fn transcript_loader(&self, sid: &str) -> Option<crate::acp::transcript::Loader> {
         let path = self.transcript_path(sid)?;
-        Some(Box::new(move || read_transcript(&path)))
+        let reader = self.transcripts.reader();
+        Some(Box::new(move || reader.read(&path)))
+    }
+
+    /// Whether a session's last saved transcript could not be written (it is held in memory).
+    pub fn transcript_unsaved(&self, sid: &str) -> bool {
+        self.transcript_path(sid)
+            .is_some_and(|path| self.transcripts.failed(&path))
     }
 
     pub fn remove_transcript(&self, sid: &str) {
         if let Some(path) = self.transcript_path(sid) {
-            let _ = std::fs::remove_file(path);
+            self.transcripts.remove(&path);
         }
     }
 
     fn save(&self) {
         if let Some(saver) = &self.saver {
             saver.touch();
-        }
-    }
-}
-
-fn read_transcript(path: &std::path::Path) -> Option<crate::acp::transcript::Saved> {
-    let text = std::fs::read(path).ok()?;
-    match serde_json::from_slice(&text) {
-        Ok(saved) => Some(saved),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), "ignoring an unreadable transcript: {e}");
-            None
         }
     }
 }
