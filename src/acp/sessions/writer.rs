@@ -4,9 +4,9 @@
 //! detached turn ends, when the session closes and at shutdown. Serialising up to a megabyte and
 //! syncing the file in the hub held every stream of the daemon for milliseconds each time an
 //! editor went away. The [`Writer`] takes the saved record and writes it on a thread of its own;
-//! until then the record stays here, so reading a transcript back is always exact: a record
-//! still waiting is handed out as it is, one being written is waited for, a record whose write
-//! failed is kept in memory (with a warning) rather than lost.
+//! until then the record stays here, so reading a transcript back is always exact and never
+//! waits for the disk: a record still waiting or being written is copied from here, and a
+//! record whose write failed is kept in memory (with a warning) rather than lost.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ struct Shared {
     state: Mutex<State>,
     /// The thread waits here for work.
     work: Condvar,
-    /// Readers, removals and flushes wait here for a write to end.
+    /// Flushes wait here for a write to end.
     written: Condvar,
 }
 
@@ -39,6 +39,8 @@ struct State {
     writing: Option<(PathBuf, Arc<Saved>)>,
     /// Records whose write failed: kept, so that nothing is lost.
     failed: HashMap<PathBuf, Arc<Saved>>,
+    /// The record being written was removed meanwhile: its file goes when the write ends.
+    doomed: bool,
     closing: bool,
 }
 
@@ -88,13 +90,15 @@ impl Writer {
         self.shared.lock().failed.contains_key(path)
     }
 
-    /// Forgets the record at `path`, queued or on disk.
+    /// Forgets the record at `path`, queued or on disk (a write under way is undone when it
+    /// ends, by the writer).
     pub fn remove(&self, path: &Path) {
         let mut state = self.shared.lock();
         state.waiting.remove(path);
         state.failed.remove(path);
-        while state.writing.as_ref().is_some_and(|(p, _)| p == path) {
-            state = self.shared.wait_written(state);
+        if state.writing.as_ref().is_some_and(|(p, _)| p == path) {
+            state.doomed = true;
+            return;
         }
         drop(state);
         let _ = std::fs::remove_file(path);
@@ -147,16 +151,26 @@ impl Reader {
 }
 
 impl Shared {
+    /// Never waits for the disk: a record not written yet is copied from here.
     fn read(&self, path: &Path) -> Option<Saved> {
-        let mut state = self.lock();
-        loop {
-            if let Some(saved) = state.waiting.get(path).or_else(|| state.failed.get(path)) {
-                return Some(Saved::clone(saved));
-            }
-            if state.writing.as_ref().is_none_or(|(p, _)| p != path) {
-                break;
-            }
-            state = self.wait_written(state);
+        let state = self.lock();
+        let in_flight = state.writing.as_ref().is_some_and(|(p, _)| p == path);
+        if in_flight && state.doomed {
+            return None;
+        }
+        let held = state
+            .waiting
+            .get(path)
+            .or_else(|| {
+                state
+                    .writing
+                    .as_ref()
+                    .filter(|(p, _)| p == path)
+                    .map(|(_, s)| s)
+            })
+            .or_else(|| state.failed.get(path));
+        if let Some(saved) = held {
+            return Some(Saved::clone(saved));
         }
         drop(state);
         read_file(path)
@@ -211,6 +225,11 @@ impl Shared {
             .and_then(|json| crate::fsutil::write_private(&path, &json, 0o600));
         let mut state = self.lock();
         state.writing = None;
+        if std::mem::take(&mut state.doomed) {
+            let _ = std::fs::remove_file(&path);
+            self.written.notify_all();
+            return state;
+        }
         match result {
             Ok(()) => {
                 drop(saved);
@@ -281,6 +300,24 @@ mod tests {
         writer.remove(&paths[0]);
         assert!(!paths[0].exists());
         assert!(writer.read(&paths[0]).is_none());
+    }
+
+    #[test]
+    fn a_removed_record_stays_removed_whenever_the_removal_comes() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::default();
+        // Removals land while the record waits, while it is written, or after.
+        for i in 0..50 {
+            let path = dir.path().join(format!("{i}.json"));
+            writer.write(path.clone(), saved("gone"));
+            if i % 2 == 0 {
+                std::thread::sleep(std::time::Duration::from_micros(200 * (i % 7)));
+            }
+            writer.remove(&path);
+            assert!(writer.read(&path).is_none());
+        }
+        writer.flush();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
