@@ -247,34 +247,55 @@ async fn many_sessions_on_one_connection_share_one_backend_per_agent() {
 
 #[tokio::test]
 async fn interleaved_streams_of_two_sessions_stay_apart() {
-    interleave_two_streams(32, 8).await;
+    interleave_two_streams((500, 32), (300, 8), "codex:gpt-5").await;
 }
 
 #[tokio::test]
 async fn long_updates_sent_as_slices_interleave_intact_with_short_ones() {
     // Updates past 2 KiB leave as slices of where they were read; short ones are copied into
     // the same connection's batch between them.
-    interleave_two_streams(5000, 8).await;
+    interleave_two_streams((500, 5000), (300, 8), "codex:gpt-5").await;
 }
 
-async fn interleave_two_streams(long: usize, short: usize) {
+#[tokio::test]
+async fn streams_of_two_sessions_on_one_agent_process_stay_apart() {
+    // One agent process, so one read can hold both sessions' chunks: each run of one
+    // session's chunks is routed by the first of them, and the next session's starts anew.
+    // Long enough that the agent's two prompt threads write at the same time.
+    interleave_two_streams((20000, 32), (20000, 8), "claude:sonnet").await;
+    interleave_two_streams((2000, 5000), (20000, 8), "claude:sonnet").await;
+}
+
+async fn interleave_two_streams(
+    (count_a, long): (usize, usize),
+    (count_b, short): (usize, usize),
+    second: &str,
+) {
     let agents = two_agents();
     let proxy = Proxy::start(&agents).await;
     let mut client = proxy.connect().await;
     let (a, _) = client.new_session().await;
     let (b, _) = client.new_session().await;
     client.pick(&a, "claude:opus").await;
-    client.pick(&b, "codex:gpt-5").await;
+    client.pick(&b, second).await;
+    // Whether the two sessions share an agent process is what the caller chose.
+    let status = client.call("_terok/status", json!({})).await;
+    let shared = status["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["sessions"].as_array().unwrap().len() == 2);
+    assert_eq!(shared, second.starts_with("claude:"), "{status}");
     let pa = client
         .request(
             "session/prompt",
-            json!({"sessionId": a, "prompt": [{"type": "text", "text": format!("stream 500 {long}")}]}),
+            json!({"sessionId": a, "prompt": [{"type": "text", "text": format!("stream {count_a} {long}")}]}),
         )
         .await;
     let pb = client
         .request(
             "session/prompt",
-            json!({"sessionId": b, "prompt": [{"type": "text", "text": format!("stream 300 {short}")}]}),
+            json!({"sessionId": b, "prompt": [{"type": "text", "text": format!("stream {count_b} {short}")}]}),
         )
         .await;
     let (mut na, mut nb, mut done) = (0, 0, 0);
@@ -296,10 +317,13 @@ async fn interleave_two_streams(long: usize, short: usize) {
                 other => panic!("update for an unexpected session {other:?}"),
             }
         } else if v["id"] == pa {
-            assert_eq!(na, 500, "every update arrives before its prompt's response");
+            assert_eq!(
+                na, count_a,
+                "every update arrives before its prompt's response"
+            );
             done += 1;
         } else if v["id"] == pb {
-            assert_eq!(nb, 300);
+            assert_eq!(nb, count_b);
             done += 1;
         }
     }

@@ -387,9 +387,13 @@ impl Hub {
                     }
                     self.trace_frames(Hop::AgentToDaemon, slot, batch.freeze());
                 }
+                let mut run = None;
                 for frame in frames {
                     self.counters.agent_to_daemon.add(frame.raw().len() + 1);
-                    self.on_backend_frame(slot, frame);
+                    if !self.relay_chunk(slot, &frame, &mut run) {
+                        run = None;
+                        self.on_backend_frame(slot, frame);
+                    }
                 }
             }
             BackendEvent::Closed {

@@ -6,7 +6,9 @@
 //! holder of the session they name, with the proxy's session id spliced in. Every
 //! `session/update` is kept in the session's transcript on the way (as raw bytes: folding
 //! happens off the streaming path). Only `config_option_update` and option answers are parsed
-//! whole.
+//! whole. Most of a stream is text chunks of one session in a row: within an agent's batch they
+//! are routed by the first of them ([`Hub::relay_chunk`]), the rest compared with its session
+//! id rather than looked up again.
 
 use std::sync::{Arc, LazyLock};
 
@@ -37,7 +39,84 @@ static USAGE_UPDATE: LazyLock<memmem::Finder<'static>> =
 static MODE_UPDATE: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"current_mode_update"));
 
+/// Where the text chunk before this one in an agent's batch went: the chunks after it in the
+/// same session (most of a stream) skip the lookups that found it.
+pub(super) struct ChunkRun {
+    /// The session id literal as the agent wrote it.
+    agent_sid: Vec<u8>,
+    proxy: Arc<str>,
+    literal: Bytes,
+}
+
 impl Hub {
+    /// Relays a text chunk of the session the chunk before it in this batch belonged to,
+    /// without looking up its route again, and learns the route for the next. False when the
+    /// frame needs [`Hub::on_backend_frame`], which anything but a plain text chunk of a bound
+    /// session does (the caller then forgets `run`: that path may change the routes).
+    pub(super) fn relay_chunk(
+        &mut self,
+        slot: u32,
+        frame: &Frame,
+        run: &mut Option<ChunkRun>,
+    ) -> bool {
+        let (Some(span), Some(_)) = (frame.session_id_span(), frame.chunk_spans()) else {
+            return false;
+        };
+        if self.server.config.debug != crate::acp::server::FrameDebug::Off
+            || frame.kind() != FrameKind::Notification
+            || frame.method() != Some(&Method::SessionUpdate)
+        {
+            return false;
+        }
+        let agent_sid = &frame.raw()[span.clone()];
+        if run.as_ref().is_none_or(|r| r.agent_sid != agent_sid) {
+            let Some(learned) = self.chunk_route(slot, frame, agent_sid) else {
+                return false;
+            };
+            *run = Some(learned);
+        }
+        let Some(run) = run.as_ref() else {
+            return false;
+        };
+        let Some(session) = self.sessions.get_mut(&run.proxy) else {
+            return false;
+        };
+        let plain = !session.suppress_replay
+            && session.link().is_none_or(|l| l.modes.is_none())
+            && (session.paths.is_none()
+                || !(frame.contains_with(&PATH_KEY) || frame.contains_with(&FILE_URI)));
+        if !plain {
+            return false;
+        }
+        session.last_activity = self.now;
+        session.updates += 1;
+        session.transcript.record_frame(frame);
+        if let Some(conn) = session.holder.and_then(|c| self.conns.get_mut(&c)) {
+            conn.write_with_session(frame, span, &run.literal);
+        }
+        true
+    }
+
+    /// The route of a chunk's session, where the full path would take it straight there: not
+    /// a session switched away from, not the agent's spare, one of the proxy's sessions.
+    fn chunk_route(&self, slot: u32, frame: &Frame, agent_sid: &[u8]) -> Option<ChunkRun> {
+        let backend = self.backends.get(&slot)?;
+        let sid = frame.session_id()?;
+        let spare = backend
+            .spare
+            .as_ref()
+            .is_some_and(|s| s.backend_sid == sid.as_ref());
+        if spare || backend.retired.contains(sid.as_ref()) {
+            return None;
+        }
+        let route = backend.routes.get(sid.as_ref())?;
+        Some(ChunkRun {
+            agent_sid: agent_sid.to_vec(),
+            proxy: route.proxy.clone(),
+            literal: route.literal.clone(),
+        })
+    }
+
     pub(super) fn on_backend_frame(&mut self, slot: u32, frame: Frame) {
         if self.server.config.debug != crate::acp::server::FrameDebug::Off {
             let agent = self
