@@ -18,7 +18,7 @@ type Render = Box<dyn Fn() -> Option<Vec<u8>> + Send + Sync>;
 /// A file rewritten in the background from the latest state.
 pub struct Saver {
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker,
 }
 
 struct Shared {
@@ -69,7 +69,7 @@ impl Saver {
                 stale: Condvar::new(),
                 current: Condvar::new(),
             }),
-            thread: Mutex::new(None),
+            worker: Worker::default(),
         }
     }
 
@@ -82,21 +82,9 @@ impl Saver {
     pub fn touch(&self) {
         self.shared.lock().stale = true;
         self.shared.stale.notify_one();
-        let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
-        if thread.is_none() {
-            let shared = self.shared.clone();
-            match std::thread::Builder::new()
-                .name("terok-saver".into())
-                .stack_size(256 * 1024)
-                .spawn(move || shared.run())
-            {
-                Ok(handle) => *thread = Some(handle),
-                Err(e) => {
-                    tracing::warn!("cannot start a thread to save files ({e}); saving in place");
-                    self.shared.lock().stale = false;
-                    self.shared.write();
-                }
-            }
+        if !self.worker.ensure("terok-saver", &self.shared, Shared::run) {
+            self.shared.lock().stale = false;
+            self.shared.write();
         }
     }
 
@@ -104,13 +92,7 @@ impl Saver {
     /// with a warning).
     pub fn flush(&self) {
         let mut state = self.shared.lock();
-        let running = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .is_some_and(|t| !t.is_finished());
-        if !running {
+        if !self.worker.running() {
             // Nothing will write it but this call.
             if std::mem::take(&mut state.stale) {
                 drop(state);
@@ -133,14 +115,62 @@ impl Drop for Saver {
     fn drop(&mut self) {
         self.shared.lock().closing = true;
         self.shared.stale.notify_one();
-        if let Some(thread) = self
-            .thread
+        self.worker.join();
+    }
+}
+
+/// The thread behind a [`Saver`] or the transcripts' writer: started on first use, joined when
+/// its owner goes (after telling it to end).
+#[derive(Default)]
+pub(crate) struct Worker(Mutex<Option<JoinHandle<()>>>);
+
+impl Worker {
+    /// Starts `run(shared)` on a thread named `name` unless one was started. False when no
+    /// thread can be started: the caller then does the work in place.
+    pub(crate) fn ensure<S: Send + Sync + 'static>(
+        &self,
+        name: &str,
+        shared: &Arc<S>,
+        run: fn(&S),
+    ) -> bool {
+        let mut thread = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if thread.is_some() {
+            return true;
+        }
+        let shared = shared.clone();
+        match std::thread::Builder::new()
+            .name(name.into())
+            .stack_size(256 * 1024)
+            .spawn(move || run(&shared))
+        {
+            Ok(handle) => {
+                *thread = Some(handle);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("cannot start the {name} thread ({e}); writing in place");
+                false
+            }
+        }
+    }
+
+    /// Whether a thread runs that will do what is queued.
+    pub(crate) fn running(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+
+    /// Waits for the thread to end; false when none was started.
+    pub(crate) fn join(&mut self) -> bool {
+        let thread = self
+            .0
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            let _ = thread.join();
-        }
+            .take();
+        thread.map(JoinHandle::join).is_some()
     }
 }
 

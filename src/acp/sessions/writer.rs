@@ -11,15 +11,15 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 
+use crate::acp::saver::Worker;
 use crate::acp::transcript::Saved;
 
 /// The daemon's transcript files, written in the background.
 #[derive(Default)]
 pub struct Writer {
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker,
 }
 
 #[derive(Default)]
@@ -56,22 +56,11 @@ impl Writer {
     }
 
     fn start(&self) {
-        let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
-        if thread.is_some() {
-            return;
-        }
-        let shared = self.shared.clone();
-        match std::thread::Builder::new()
-            .name("terok-transcripts".into())
-            .stack_size(256 * 1024)
-            .spawn(move || shared.run())
+        if !self
+            .worker
+            .ensure("terok-transcripts", &self.shared, Shared::run)
         {
-            Ok(handle) => *thread = Some(handle),
-            Err(e) => {
-                tracing::warn!("cannot start a thread to save transcripts ({e}); saving in place");
-                drop(thread);
-                self.shared.drain();
-            }
+            self.shared.drain();
         }
     }
 
@@ -106,13 +95,7 @@ impl Writer {
 
     /// Waits until every record queued so far is written (or has failed).
     pub fn flush(&self) {
-        let running = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .is_some_and(|t| !t.is_finished());
-        if !running {
+        if !self.worker.running() {
             return self.shared.drain();
         }
         let mut state = self.shared.lock();
@@ -127,16 +110,8 @@ impl Drop for Writer {
     fn drop(&mut self) {
         self.shared.lock().closing = true;
         self.shared.work.notify_one();
-        let thread = self
-            .thread
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        match thread {
-            Some(thread) => {
-                let _ = thread.join();
-            }
-            None => self.shared.drain(),
+        if !self.worker.join() {
+            self.shared.drain();
         }
     }
 }
