@@ -312,6 +312,33 @@ async fn an_agent_without_the_capability_gets_a_clear_error() {
     proxy.stop().await;
 }
 
+/// A client binds a session to `plain:p1`, prompts `text` and leaves; the session's id.
+async fn prompt_and_leave(proxy: &Proxy, text: &str) -> String {
+    let mut owner = proxy.connect().await;
+    owner.initialize().await;
+    let (sid, _) = owner.new_session().await;
+    owner.pick(&sid, "plain:p1").await;
+    owner.prompt(&sid, text).await;
+    sid
+}
+
+/// `session/load` of `sid` replays the agent's answer `text` before it is answered.
+async fn load_replays(client: &mut common::Client, sid: &str, text: &str) {
+    let id = client
+        .request(
+            "session/load",
+            json!({"sessionId": sid, "cwd": "/tmp", "mcpServers": []}),
+        )
+        .await;
+    let answer = client
+        .wait_for("the replayed answer", |v| {
+            v["params"]["update"]["sessionUpdate"] == "agent_message_chunk"
+        })
+        .await;
+    assert_eq!(answer["params"]["update"]["content"]["text"], text);
+    client.response(&id).await;
+}
+
 /// The daemon's report on `sid`, once `pred` holds for it.
 async fn session_report(
     client: &mut common::Client,
@@ -341,12 +368,7 @@ async fn a_detached_idle_session_keeps_its_transcript_on_disk_until_a_client_com
     let (agents, _stores) = agents();
     let state = tempfile::tempdir().unwrap();
     let proxy = Proxy::start_with(&agents, config(&state)).await;
-    let mut owner = proxy.connect().await;
-    owner.initialize().await;
-    let (sid, _) = owner.new_session().await;
-    owner.pick(&sid, "plain:p1").await;
-    owner.prompt(&sid, "keep this").await;
-    drop(owner);
+    let sid = prompt_and_leave(&proxy, "keep this").await;
 
     let mut watcher = proxy.connect().await;
     watcher.initialize().await;
@@ -363,22 +385,7 @@ async fn a_detached_idle_session_keeps_its_transcript_on_disk_until_a_client_com
     assert!(saved.contains("plain/p1: keep this"), "{saved}");
 
     // A client that comes back gets the whole record, read back from disk.
-    let id = watcher
-        .request(
-            "session/load",
-            json!({"sessionId": sid, "cwd": "/tmp", "mcpServers": []}),
-        )
-        .await;
-    let answer = watcher
-        .wait_for("the replayed answer", |v| {
-            v["params"]["update"]["sessionUpdate"] == "agent_message_chunk"
-        })
-        .await;
-    assert_eq!(
-        answer["params"]["update"]["content"]["text"],
-        "plain/p1: keep this"
-    );
-    watcher.response(&id).await;
+    load_replays(&mut watcher, &sid, "plain/p1: keep this").await;
     watcher.backlog.clear();
     let attached = session_report(&mut watcher, &sid, |s| s["holder"].is_u64()).await;
     assert_eq!(attached["transcriptOnDisk"], false, "{attached}");
@@ -421,12 +428,7 @@ async fn a_transcript_that_cannot_be_written_is_kept_in_memory_and_replayed() {
     // A file where the transcripts' directory would go: every save fails.
     std::fs::write(state.path().join("sessions.json.transcripts"), "").unwrap();
     let proxy = Proxy::start_with(&agents, config(&state)).await;
-    let mut owner = proxy.connect().await;
-    owner.initialize().await;
-    let (sid, _) = owner.new_session().await;
-    owner.pick(&sid, "plain:p1").await;
-    owner.prompt(&sid, "not lost").await;
-    drop(owner);
+    let sid = prompt_and_leave(&proxy, "not lost").await;
 
     let mut back = proxy.connect().await;
     back.initialize().await;
@@ -436,22 +438,7 @@ async fn a_transcript_that_cannot_be_written_is_kept_in_memory_and_replayed() {
     let report = session_report(&mut back, &sid, |s| s.is_object()).await;
     assert_eq!(report["transcriptOnDisk"], false, "{report}");
     assert!(report["transcriptBytes"].as_u64().unwrap() > 0, "{report}");
-    let id = back
-        .request(
-            "session/load",
-            json!({"sessionId": sid, "cwd": "/tmp", "mcpServers": []}),
-        )
-        .await;
-    let answer = back
-        .wait_for("the replayed answer", |v| {
-            v["params"]["update"]["sessionUpdate"] == "agent_message_chunk"
-        })
-        .await;
-    assert_eq!(
-        answer["params"]["update"]["content"]["text"],
-        "plain/p1: not lost"
-    );
-    back.response(&id).await;
+    load_replays(&mut back, &sid, "plain/p1: not lost").await;
     proxy.stop().await;
 }
 
@@ -464,12 +451,7 @@ async fn an_agent_ending_idle_hands_a_parked_conversation_over_and_leaves_it_on_
         ..config(&state)
     };
     let proxy = Proxy::start_with(&agents, config).await;
-    let mut owner = proxy.connect().await;
-    owner.initialize().await;
-    let (sid, _) = owner.new_session().await;
-    owner.pick(&sid, "plain:p1").await;
-    owner.prompt(&sid, "remember the lighthouse").await;
-    drop(owner);
+    let sid = prompt_and_leave(&proxy, "remember the lighthouse").await;
 
     // `plain` can neither resume nor load: once its process ends, the session's next prompt
     // carries the conversation, built while the record was read back, and the record goes
