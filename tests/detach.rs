@@ -1,7 +1,7 @@
 //! Agents and sessions that belong to the daemon: a client killed mid-turn detaches its
 //! session (the turn runs on, or is cancelled), another connection reattaches and gets every
-//! update exactly once, connections share one agent process without mixing ids, warm binds take
-//! a spare session, and questions asked while nobody is attached wait for the next client.
+//! update exactly once, connections share one agent process without mixing ids, and questions
+//! asked while nobody is attached wait for the next client. (Warm binds: `tests/spares.rs`.)
 
 mod common;
 
@@ -308,76 +308,6 @@ async fn two_connections_share_one_process_and_never_mix() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_warm_bind_takes_the_spare_and_a_new_spare_is_opened() {
-    let store = tempfile::tempdir().unwrap();
-    let agents = Agents::new(&[]);
-    agents.add_fixture(
-        "claude",
-        &format!(
-            r#"--models opus,sonnet --caps '{{"sessionCapabilities":{{"list":{{}},"close":{{}},"delete":{{}}}}}}' --store '{}'"#,
-            store.path().display()
-        ),
-    );
-    let proxy = Proxy::start(&agents).await;
-    let mut client = proxy.connect().await;
-    client.initialize().await;
-    let (sid, _) = client.new_session().await;
-    // The probe's process stays up as the agent's, and opens a spare in this cwd.
-    eventually("the spare to be opened", || {
-        agents
-            .received_method("claude", "session/new")
-            .iter()
-            .filter(|v| v["params"]["cwd"] == "/tmp")
-            .count()
-            >= 1
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let seen = agents.received("claude").len();
-    let pids = agents.pids("claude").len();
-    assert_eq!(pids, 1, "the probed process is the agent's process");
-    let started = Instant::now();
-    client.pick(&sid, "claude:sonnet").await;
-    let took = started.elapsed();
-    assert_eq!(agents.pids("claude").len(), pids, "no process was started");
-    // Before the pick's own selection, the agent heard nothing: no initialize, no session/new.
-    let after: Vec<Value> = agents.received("claude").split_off(seen);
-    let select = after
-        .iter()
-        .position(|v| v["method"] == "session/set_config_option")
-        .expect("the model was selected");
-    assert!(
-        after[..select]
-            .iter()
-            .all(|v| v["method"] != "initialize" && v["method"] != "session/new"),
-        "{after:?}"
-    );
-    eprintln!("warm bind took {took:?}");
-    let (chunks, _) = client.prompt(&sid, "warm").await;
-    assert_eq!(chunks, ["claude/sonnet: warm"]);
-    // The spare is replaced, and never listed.
-    eventually("a new spare", || {
-        agents.received("claude")[seen..]
-            .iter()
-            .any(|v| v["method"] == "session/new")
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let listed = client.call("session/list", json!({})).await;
-    let ids: Vec<&str> = listed["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["sessionId"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, [sid.as_str()], "{listed}");
-    // At shutdown the spare is closed and deleted: only the user's session stays in the store.
-    proxy.stop().await;
-    let files = std::fs::read_dir(store.path()).unwrap().count();
-    assert_eq!(files, 1, "the spare was deleted at shutdown");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_moves_a_session_without_a_replay() {
     let agents = Agents::new(&[("claude", "--models opus")]);
     let proxy = Proxy::start(&agents).await;
@@ -555,39 +485,5 @@ async fn a_question_nobody_attaches_for_is_cancelled_when_the_ttl_ends() {
             .is_empty()
     })
     .await;
-    proxy.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pick_while_the_spare_is_opening_waits_for_it() {
-    // Every session/new takes 300 ms, so the pick arrives while the spare is being opened.
-    let agents = Agents::new(&[("claude", "--models opus,sonnet --delay-ms 300")]);
-    let proxy = Proxy::start(&agents).await;
-    let mut client = proxy.connect().await;
-    client.initialize().await;
-    let (sid, _) = client.new_session().await;
-    let opened = || {
-        agents
-            .received_method("claude", "session/new")
-            .iter()
-            .filter(|v| v["params"]["cwd"] == "/tmp")
-            .count()
-    };
-    eventually("the spare to be asked for", || opened() == 1).await;
-    client.pick(&sid, "claude:sonnet").await;
-    // The bind took the spare it waited for: right after the spare's session/new the agent
-    // heard the model selection, not a session/new of the bind's own.
-    let received = agents.received("claude");
-    let spare = received
-        .iter()
-        .position(|v| v["method"] == "session/new" && v["params"]["cwd"] == "/tmp")
-        .unwrap();
-    let next = received[spare + 1..]
-        .iter()
-        .find(|v| v["method"].is_string())
-        .expect("something after the spare");
-    assert_eq!(next["method"], "session/set_config_option", "{received:#?}");
-    let (chunks, _) = client.prompt(&sid, "waited").await;
-    assert_eq!(chunks, ["claude/sonnet: waited"]);
     proxy.stop().await;
 }

@@ -8,7 +8,7 @@
 use crate::args::Config;
 use crate::client::ClientRequests;
 use crate::models::{config_options, legacy_models, LEGACY_MODES, MODES};
-use crate::output::{error_frame, response_frame, Output, RpcError};
+use crate::output::{error_frame, response_frame, session_update_frame, Output, RpcError};
 use crate::prompt;
 use crate::rpc::Incoming;
 use crate::session::{lock, Session};
@@ -77,6 +77,9 @@ impl Agent {
             } => match self.handle_request(&raw_id, &method, params) {
                 Handled::Reply(Ok(result)) => {
                     self.out.send(&response_frame(&raw_id, &result));
+                    if method == "session/new" && self.cfg.announce_commands {
+                        self.announce_commands(&result);
+                    }
                 }
                 Handled::Reply(Err(error)) => {
                     self.out.send(&error_frame(&raw_id, &error));
@@ -88,6 +91,21 @@ impl Agent {
             Incoming::Response { id, outcome } => self.client.resolve(&id, outcome),
         }
         None
+    }
+
+    /// What the real adapters send after `session/new`: the commands the session takes, named
+    /// after the session so that a client can tell whose they are.
+    fn announce_commands(&self, opened: &Value) {
+        let Some(sid) = opened["sessionId"].as_str() else {
+            return;
+        };
+        let update = json!({
+            "sessionUpdate": "available_commands_update",
+            "availableCommands": [
+                {"name": format!("about-{sid}"), "description": "Says which session this is"},
+            ],
+        });
+        self.out.send(&session_update_frame(sid, update));
     }
 
     fn handle_request(self: &Arc<Self>, raw_id: &str, method: &str, params: Value) -> Handled {

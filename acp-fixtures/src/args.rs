@@ -133,6 +133,9 @@ pub struct Config {
     pub ignore_stdin_eof: bool,
     /// Whether a few lines are written to stderr at start.
     pub stderr_noise: bool,
+    /// Announces the session's commands (`available_commands_update`) right after answering
+    /// `session/new`, as the real adapters do.
+    pub announce_commands: bool,
     /// File that receives a copy of every line read from stdin.
     pub log: Option<String>,
 }
@@ -200,6 +203,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
     let mut hang_on = Vec::new();
     let mut ignore_stdin_eof = false;
     let mut stderr_noise = false;
+    let mut announce_commands = false;
     let mut log = None;
 
     let mut iter = args.iter();
@@ -280,6 +284,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
             "--hang-on" => hang_on.push(value("a method")?),
             "--ignore-stdin-eof" => ignore_stdin_eof = true,
             "--stderr-noise" => stderr_noise = true,
+            "--announce-commands" => announce_commands = true,
             "--log" => log = Some(value("a file path")?),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -295,6 +300,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
                     | "--fail-initialize"
                     | "--ignore-stdin-eof"
                     | "--stderr-noise"
+                    | "--announce-commands"
             )
         {
             return Err(format!("{flag} takes no value"));
@@ -335,6 +341,7 @@ pub fn parse(args: &[String]) -> Result<Config, String> {
         hang_on,
         ignore_stdin_eof,
         stderr_noise,
+        announce_commands,
         log,
     })
 }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use memchr::memmem;
 use serde_json::{json, Value};
 
-use super::backend::Pending;
+use super::backend::{Backend, Pending, SessionRoute};
 use super::{AgentRequest, ConnId, Hub};
 use crate::acp::frame::{Frame, FrameKind};
 use crate::acp::message::{self, RpcError};
@@ -46,6 +46,33 @@ pub(super) struct ChunkRun {
     agent_sid: Vec<u8>,
     proxy: Arc<str>,
     literal: Bytes,
+}
+
+/// Where an agent's notification naming one of its sessions goes.
+enum Target<'a> {
+    /// A session switched away from: its late frames are dropped.
+    Retired,
+    /// The agent's spare session: its frames wait for the bind that takes it.
+    Spare,
+    /// One of the proxy's sessions.
+    Route(&'a SessionRoute),
+    /// Not a session of ours (an agent's child session, say): every holder gets it as is.
+    Foreign,
+}
+
+/// The one decision both paths of a notification share: [`Hub::relay_chunk`] goes on only for
+/// a [`Target::Route`], the full path handles every case.
+fn target<'a>(backend: &'a Backend, sid: &str) -> Target<'a> {
+    if backend.retired.contains(sid) {
+        Target::Retired
+    } else if backend.spare.as_ref().is_some_and(|s| s.backend_sid == sid) {
+        Target::Spare
+    } else {
+        backend
+            .routes
+            .get(sid)
+            .map_or(Target::Foreign, Target::Route)
+    }
 }
 
 impl Hub {
@@ -97,19 +124,12 @@ impl Hub {
         true
     }
 
-    /// The route of a chunk's session, where the full path would take it straight there: not
-    /// a session switched away from, not the agent's spare, one of the proxy's sessions.
+    /// The route of a chunk's session, where the full path would take it straight there.
     fn chunk_route(&self, slot: u32, frame: &Frame, agent_sid: &[u8]) -> Option<ChunkRun> {
         let backend = self.backends.get(&slot)?;
-        let sid = frame.session_id()?;
-        let spare = backend
-            .spare
-            .as_ref()
-            .is_some_and(|s| s.backend_sid == sid.as_ref());
-        if spare || backend.retired.contains(sid.as_ref()) {
+        let Target::Route(route) = target(backend, &frame.session_id()?) else {
             return None;
-        }
-        let route = backend.routes.get(sid.as_ref())?;
+        };
         Some(ChunkRun {
             agent_sid: agent_sid.to_vec(),
             proxy: route.proxy.clone(),
@@ -432,25 +452,19 @@ impl Hub {
         let Some(sid) = frame.session_id() else {
             return self.broadcast(slot, &frame);
         };
-        if backend.retired.contains(sid.as_ref()) {
-            tracing::debug!(agent = %backend.agent, "dropping a late frame of a session switched away from");
-            return;
-        }
-        if let Some(spare) = self
-            .backends
-            .get_mut(&slot)
-            .and_then(|b| b.spare.as_mut())
-            .filter(|s| s.backend_sid == sid.as_ref())
-        {
-            spare.keep(frame);
-            return;
-        }
-        let Some(backend) = self.backends.get(&slot) else {
-            return;
-        };
-        let Some(route) = backend.routes.get(sid.as_ref()) else {
-            // Not a session of ours (e.g. an agent's child session): as is.
-            return self.broadcast(slot, &frame);
+        let route = match target(backend, &sid) {
+            Target::Retired => {
+                tracing::debug!(agent = %backend.agent, "dropping a late frame of a session switched away from");
+                return;
+            }
+            Target::Spare => {
+                if let Some(spare) = self.backends.get_mut(&slot).and_then(|b| b.spare.as_mut()) {
+                    spare.keep(frame);
+                }
+                return;
+            }
+            Target::Foreign => return self.broadcast(slot, &frame),
+            Target::Route(route) => route,
         };
         let is_update = frame.method() == Some(&Method::SessionUpdate);
         // A text chunk (most of a stream) is none of the updates looked for below.
