@@ -1,17 +1,17 @@
 //! An agent's stdout, read into batches of frames for the hub.
 //!
-//! Each agent's pump is a task beside the hub. Splitting and envelope parsing run in it, or,
-//! for a large read while nobody else uses it, on the parser thread ([`Parser`]): the runtime
-//! would run a hub woken by the pump on the pump's own worker, after the pump, so a stream's
-//! parsing and the hub's handling of the batch before it would take turns on one core. On the
-//! parser thread they overlap. A small read (an answer, a few updates) is parsed in place: a
-//! hop to another thread would cost it more than the parsing. Before each read the pump waits
-//! until every client the agent streams to has room in its outbox, so a client that reads
-//! slowly throttles the agent through its pipe instead of piling frames up in memory. When the
-//! output ends, the pump says how the process ended, and whether its container went with it.
+//! Each agent's pump is a task beside the hub: it reads, splits the read into lines and parses
+//! their envelopes in place, and hands the batch to the hub. Parsing on the pump's own worker
+//! costs no hop: a parser thread that took large reads (so that a stream's parsing overlapped
+//! the hub's handling of the batch before it) paid two thread wake-ups per read, which came to
+//! cost more than the overlap gained once the hub's handling was cheap (see the README's
+//! benchmark notes). Before each read the pump waits until every client the agent streams to
+//! has room in its outbox, so a client that reads slowly throttles the agent through its pipe
+//! instead of piling frames up in memory. When the output ends, the pump says how the process
+//! ended, and whether its container went with it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Event;
@@ -34,70 +34,6 @@ pub(super) enum BackendEvent {
         /// The container, named, when it is gone too: then that is the reason.
         container_gone: Option<String>,
     },
-}
-
-/// A read of at least this many lines is parsed on the parser thread when it is free.
-const OFFLOAD_LINES: usize = 64;
-
-/// A read handed to the parser thread, and where its frames go.
-struct Job {
-    lines: Vec<Line>,
-    shapes: Shapes,
-    done: tokio::sync::oneshot::Sender<Parsed>,
-}
-
-impl Job {
-    /// Parses here, on the caller's thread.
-    fn run(self) {
-        // A pump that stopped waiting has nothing to receive the frames.
-        let _ = self.done.send(parse(self.lines, self.shapes));
-    }
-}
-
-/// The parser thread: one for the process, started on first use, parsing one large read at a
-/// time for whichever pump hands it one while it is free.
-struct Parser {
-    jobs: std::sync::mpsc::Sender<Job>,
-    busy: Arc<AtomicBool>,
-}
-
-impl Parser {
-    /// The process's parser thread; `None` when it cannot be started (reads are then parsed
-    /// in place).
-    fn get() -> Option<&'static Parser> {
-        static PARSER: OnceLock<Option<Parser>> = OnceLock::new();
-        PARSER
-            .get_or_init(|| {
-                let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-                let busy = Arc::new(AtomicBool::new(false));
-                let free = busy.clone();
-                std::thread::Builder::new()
-                    .name("terok-parser".into())
-                    .spawn(move || {
-                        for job in queue {
-                            job.run();
-                            free.store(false, Ordering::Release);
-                        }
-                    })
-                    .map_err(|e| tracing::warn!("no parser thread: {e}"))
-                    .ok()?;
-                Some(Parser { jobs, busy })
-            })
-            .as_ref()
-    }
-
-    /// Hands `job` to the parser thread when it is free; gives the job back when it is not
-    /// (or when the thread is gone).
-    fn try_run(&self, job: Job) -> Result<(), Job> {
-        if self.busy.swap(true, Ordering::AcqRel) {
-            return Err(job);
-        }
-        let sent = self.jobs.send(job).map_err(|unsent| unsent.0);
-        if sent.is_err() {
-            self.busy.store(false, Ordering::Release);
-        }
-        sent
-    }
 }
 
 /// What a pump needs besides the agent's stdout.
@@ -127,32 +63,28 @@ pub(super) fn spawn(reader: LineReader<AgentStdout>, cx: PumpContext) {
     });
 }
 
-/// Lines read, parsed into frames; a stream's text chunk shapes carried along.
-struct Parsed {
-    frames: Vec<Frame>,
-    shapes: Shapes,
-    /// Lines dropped: malformed or over the frame limit, each with the reason.
-    dropped: Vec<String>,
-}
+/// The most frames a batch is given room for before its read is parsed.
+const BATCH_ROOM: usize = 512;
 
-fn parse(lines: Vec<Line>, mut shapes: Shapes) -> Parsed {
-    let mut frames = Vec::with_capacity(lines.len());
-    let mut dropped = Vec::new();
-    for line in lines {
-        match line {
-            Line::Frame(raw) if raw.iter().all(u8::is_ascii_whitespace) => {}
-            Line::Frame(raw) => match Frame::parse_shaped(raw, &mut shapes) {
-                Ok(frame) => frames.push(frame),
-                Err(e) => dropped.push(format!("a malformed line: {e}")),
-            },
-            Line::Overlong(len) => dropped.push(format!("a {len} byte line: over the frame limit")),
-        }
-    }
-    Parsed {
-        frames,
-        shapes,
-        dropped,
-    }
+/// Parses one line of the agent's output onto `frames`. A line that is not a frame is counted
+/// and logged; a blank one is skipped quietly.
+fn take_line(
+    line: Line,
+    shapes: &mut Shapes,
+    frames: &mut Vec<Frame>,
+    server: &crate::acp::server::Server,
+    agent: &AgentName,
+) {
+    let reason = match line {
+        Line::Frame(raw) if raw.iter().all(u8::is_ascii_whitespace) => return,
+        Line::Frame(raw) => match Frame::parse_shaped(raw, shapes) {
+            Ok(frame) => return frames.push(frame),
+            Err(e) => format!("a malformed line: {e}"),
+        },
+        Line::Overlong(len) => format!("a {len} byte line: over the frame limit"),
+    };
+    server.agent_errors.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(agent = %agent, "dropping {reason} from the agent");
 }
 
 /// Reads the agent's stdout into batches of frames for the hub, until it ends or the hub is
@@ -167,7 +99,7 @@ async fn read_frames(
 ) {
     // What this agent's text chunks look like, so that most of its stream is read by shape.
     let mut shapes = Shapes::default();
-    let parser = Parser::get();
+    let mut last_batch = 0;
     loop {
         // Every client this agent streams to must have room: a slow one pauses the agent.
         let gauges = consumers.lock().map(|g| g.clone()).unwrap_or_default();
@@ -181,44 +113,24 @@ async fn read_frames(
                 false
             }
         };
-        let mut lines = Vec::new();
+        // A stream's reads are alike: room for as many frames as the last one brought (up to a
+        // bound, so that an answer after a flood of tiny lines does not take a mapping of its
+        // own).
+        let mut frames = Vec::with_capacity(last_batch.min(BATCH_ROOM));
         while let Some(line) = reader.next_buffered() {
-            lines.push(line);
+            take_line(line, &mut shapes, &mut frames, server, agent);
         }
         if !more {
-            lines.extend(reader.take_tail());
-        }
-        let taken = std::mem::take(&mut shapes);
-        let parsed = match parser.filter(|_| lines.len() >= OFFLOAD_LINES) {
-            Some(parser) => {
-                let (done, parsed) = tokio::sync::oneshot::channel();
-                let job = Job {
-                    lines,
-                    shapes: taken,
-                    done,
-                };
-                if let Err(job) = parser.try_run(job) {
-                    // Busy with another agent's read: this one is parsed here.
-                    job.run();
-                }
-                parsed.await.ok()
+            if let Some(line) = reader.take_tail() {
+                take_line(line, &mut shapes, &mut frames, server, agent);
             }
-            None => Some(parse(lines, taken)),
-        };
-        let Some(parsed) = parsed else {
-            // The parser thread went away with the job: nothing more can be read in order.
-            return;
-        };
-        shapes = parsed.shapes;
-        for reason in parsed.dropped {
-            server.agent_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(agent = %agent, "dropping {reason} from the agent");
         }
-        if !parsed.frames.is_empty()
+        last_batch = frames.len();
+        if !frames.is_empty()
             && events
                 .send(Event::Backend {
                     slot,
-                    event: BackendEvent::Frames(parsed.frames),
+                    event: BackendEvent::Frames(frames),
                 })
                 .await
                 .is_err()
