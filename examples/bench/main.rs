@@ -540,8 +540,17 @@ fn parallel_stream(
     Ok(updates as f64 / t.elapsed().as_secs_f64())
 }
 
-/// Builds the release daemon next to this example and returns its path.
+/// Builds the release daemon next to this example and returns its path; `TEROK_BENCH_DAEMON`
+/// names a binary to measure instead (to compare two builds in the same minutes of a noisy
+/// machine).
 fn build_daemon() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("TEROK_BENCH_DAEMON") {
+        let bin = PathBuf::from(bin);
+        if !bin.is_file() {
+            bail!("TEROK_BENCH_DAEMON: {} is not a file", bin.display());
+        }
+        return Ok(bin);
+    }
     let exe = std::env::current_exe()?;
     // <target>/<profile>/examples/bench: the daemon is built with the benchmark's own profile.
     let profile = exe
