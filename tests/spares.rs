@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{eventually, Agents, Proxy};
+use common::{eventually, Agents, Client, Proxy};
 use serde_json::{json, Value};
 
 /// How many spares (sessions opened in the daemon's own cwd) the agent was asked for.
@@ -16,6 +16,27 @@ fn spares_asked(agents: &Agents) -> usize {
         .iter()
         .filter(|v| v["params"]["cwd"] == "/tmp")
         .count()
+}
+
+/// A daemon on one fixture agent, `claude` with `flags`, and a client with a fresh session,
+/// once the agent has been asked for its spare.
+async fn session_beside_a_spare(flags: &str) -> (Agents, Proxy, Client, String) {
+    let agents = Agents::new(&[("claude", flags)]);
+    let proxy = Proxy::start(&agents).await;
+    let mut client = proxy.connect().await;
+    client.initialize().await;
+    let (sid, _) = client.new_session().await;
+    eventually("the spare to be asked for", || spares_asked(&agents) == 1).await;
+    (agents, proxy, client, sid)
+}
+
+/// The next commands announcement `client` gets.
+async fn announced_commands(client: &mut Client) -> Value {
+    client
+        .wait_for("the commands of a session", |v| {
+            v["params"]["update"]["sessionUpdate"] == "available_commands_update"
+        })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,12 +104,8 @@ async fn a_warm_bind_takes_the_spare_and_a_new_spare_is_opened() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pick_while_the_spare_is_opening_waits_for_it() {
     // Every session/new takes 300 ms, so the pick arrives while the spare is being opened.
-    let agents = Agents::new(&[("claude", "--models opus,sonnet --delay-ms 300")]);
-    let proxy = Proxy::start(&agents).await;
-    let mut client = proxy.connect().await;
-    client.initialize().await;
-    let (sid, _) = client.new_session().await;
-    eventually("the spare to be asked for", || spares_asked(&agents) == 1).await;
+    let (agents, proxy, mut client, sid) =
+        session_beside_a_spare("--models opus,sonnet --delay-ms 300").await;
     client.pick(&sid, "claude:sonnet").await;
     // The bind took the spare it waited for: right after the spare's session/new the agent
     // heard the model selection, not a session/new of the bind's own.
@@ -111,20 +128,12 @@ async fn a_pick_while_the_spare_is_opening_waits_for_it() {
 async fn what_the_agent_says_of_its_spare_reaches_the_client_that_binds_it() {
     // Like the real adapters, the agent announces each session's commands right after opening
     // it: the probe's session, the spare, and the spare opened after the bind.
-    let agents = Agents::new(&[("claude", "--models opus,sonnet --announce-commands")]);
-    let proxy = Proxy::start(&agents).await;
-    let mut client = proxy.connect().await;
-    client.initialize().await;
-    let (sid, _) = client.new_session().await;
-    eventually("the spare to be opened", || spares_asked(&agents) == 1).await;
+    let (agents, proxy, mut client, sid) =
+        session_beside_a_spare("--models opus,sonnet --announce-commands").await;
     // The announcement follows the spare's answer: give it time to be kept.
     tokio::time::sleep(Duration::from_millis(200)).await;
     client.pick(&sid, "claude:sonnet").await;
-    let announced = client
-        .wait_for("the spare's commands", |v| {
-            v["params"]["update"]["sessionUpdate"] == "available_commands_update"
-        })
-        .await;
+    let announced = announced_commands(&mut client).await;
     assert_eq!(announced["method"], "session/update");
     assert_eq!(
         announced["params"]["sessionId"],
@@ -157,11 +166,7 @@ async fn what_the_agent_says_of_its_spare_reaches_the_client_that_binds_it() {
     other.initialize().await;
     let (sid2, _) = other.new_session().await;
     other.pick(&sid2, "claude:opus").await;
-    let second = other
-        .wait_for("the second spare's commands", |v| {
-            v["params"]["update"]["sessionUpdate"] == "available_commands_update"
-        })
-        .await;
+    let second = announced_commands(&mut other).await;
     assert_eq!(second["params"]["sessionId"], sid2.as_str());
     assert_ne!(
         second["params"]["update"]["availableCommands"][0]["name"],
